@@ -26,3 +26,7 @@ def ffmpeg_bin_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (bin_dir / "ffmpeg").symlink_to(imageio_ffmpeg.get_ffmpeg_exe())
     os.environ["PATH"] = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
     return bin_dir
+
+
+# The provisioning test kit (local conda channel, micromamba double, lockfiles, wheels).
+pytest_plugins = ("tests.support.fixtures",)

@@ -1,0 +1,1 @@
+"""Provisioning test kit: local conda channel, conda-lock files, micromamba double, wheels."""
