@@ -1,0 +1,138 @@
+"""RunPod wiring: load the models once, warm them up, hand each job to JobRunner.
+
+Why start-up failures do not crash: a worker that exits at start is restarted by
+RunPod again and again, costing money and showing the caller nothing. When the
+failure is one a restart cannot fix (weights missing, bad settings, a package that
+does not import), the worker stays up and answers every job with that sentence.
+Failures a restart may fix (e.g. a GPU that did not initialise) still raise.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from handler import audio
+from handler.contracts import PreparedReference, SynthesisParams
+from handler.errors import UserError, error_result, is_fatal_device_error, sentence
+from handler.jobs import JobRunner, Models
+from handler.settings import Settings
+from handler.storage import ObjectStore
+
+log = logging.getLogger("handler")
+
+ModelFactory = Callable[[Settings], Models]
+WARMUP_TEXT = "Warm up."
+
+
+def load_models(settings: Settings) -> Models:
+    """The real models (handler.engine/alignment/asr, imported only here)."""
+    from handler import engine
+
+    notes: list[str] = []
+    speech = engine.load_engine(settings)
+    aligner = transcriber = None
+    try:
+        from handler import alignment
+
+        aligner = alignment.load_aligner(settings)
+    except Exception as exc:  # optional: tts works without word timings
+        log.warning("aligner not loaded: %s", exc)
+        notes.append(f"word timings unavailable: {str(exc)[:200]}")
+    try:
+        from handler import asr
+
+        transcriber = asr.load_transcriber(settings)
+    except Exception as exc:  # optional: callers can send ref_text
+        log.warning("transcriber not loaded: %s", exc)
+        notes.append(f"reference transcription unavailable: {str(exc)[:200]}")
+    if aligner is None and not any(n.startswith("word timings") for n in notes):
+        notes.append("word timings unavailable: no alignment model loaded (see the worker log)")
+    if transcriber is None and not any(n.startswith("reference transcription") for n in notes):
+        notes.append("reference transcription unavailable: jobs must send ref_text")
+    return Models(speech, aligner, transcriber, notes)
+
+
+def warm_up(models: Models) -> None:
+    """One short synthesis so the first job does not pay for kernel set-up."""
+    rate = models.engine.sample_rate
+    t = np.arange(int(1.5 * rate)) / rate
+    tone = (0.1 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    with tempfile.TemporaryDirectory(prefix="f5tts-warmup-") as tmp:
+        path = Path(tmp) / "ref.wav"
+        audio.write_wav(path, tone, rate)
+        reference = PreparedReference(path, "A short tone.", 1.5)
+        models.engine.synthesize(reference, WARMUP_TEXT, SynthesisParams(nfe_step=8, seed=0))
+
+
+def _permanent(exc: BaseException) -> bool:
+    """Failures that a restart of the same image on the same volume cannot fix."""
+    if is_fatal_device_error(exc):
+        return False
+    return isinstance(exc, UserError | ImportError | FileNotFoundError | ValueError)
+
+
+class Worker:
+    def __init__(self, runner: JobRunner | None, startup_error: str | None = None) -> None:
+        self.runner = runner
+        self.startup_error = startup_error
+
+    def handle(self, job: dict[str, Any]) -> dict[str, Any]:
+        if self.startup_error or self.runner is None:
+            return {"error": self.startup_error or "The worker did not start; see its log."}
+        job_id = str(job.get("id") or "local")
+        try:
+            return self.runner.run(job_id, job.get("input"), _progress_reporter(job))
+        except Exception as exc:
+            result = error_result(exc)
+            if isinstance(exc, UserError):
+                log.info("job %s refused: %s", job_id, result["error"])
+            else:
+                log.exception("job %s failed", job_id)
+            return result
+
+
+def _progress_reporter(job: dict[str, Any]) -> Callable[[int, int], None]:
+    on_runpod = bool(os.environ.get("RUNPOD_WEBHOOK_POST_OUTPUT"))
+
+    def report(done: int, total: int) -> None:
+        log.info("job %s: chunk %d/%d", job.get("id"), done, total)
+        if on_runpod:  # locally the SDK would post to a placeholder URL
+            import runpod
+
+            runpod.serverless.progress_update(job, {"chunks_done": done, "chunks_total": total})
+
+    return report
+
+
+def build_worker(factory: ModelFactory = load_models, environ: Any = None) -> Worker:
+    try:
+        settings = Settings.from_env(environ)
+        models = factory(settings)
+        if settings.warmup:
+            warm_up(models)
+        store = ObjectStore(settings) if settings.s3_bucket else None
+        return Worker(JobRunner(settings, models, store))
+    except Exception as exc:
+        if not _permanent(exc):
+            raise
+        log.exception("worker start-up failed; every job will get this error")
+        text = exc.sentence if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
+        return Worker(None, sentence(f"The worker could not start: {text}"))
+
+
+def main(factory: ModelFactory = load_models) -> None:
+    logging.basicConfig(
+        level=os.environ.get("F5TTS_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    worker = build_worker(factory)
+    import runpod
+
+    runpod.serverless.start({"handler": worker.handle})

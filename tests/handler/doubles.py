@@ -1,0 +1,84 @@
+"""Small stand-ins for the model protocols (handler/contracts.py), for tests only.
+
+They honour the contracts (right sample rate, length that grows with the text,
+per-chunk progress, monotonic word times) without torch, so the job layer can be
+tested end to end in milliseconds.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from handler.contracts import PreparedReference, SynthesisParams, Word
+from handler.jobs import Models
+from handler.settings import Settings
+
+SECONDS_PER_CHAR = 0.05
+
+
+def split_chunks(text: str) -> list[str]:
+    return [c for c in re.split(r"(?<=[.!?])\s+", text.strip()) if c]
+
+
+class SineEngine:
+    """A tone whose length follows the text; the seed picks the pitch."""
+
+    sample_rate = 24000
+    model_name = "sine-double"
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, SynthesisParams, PreparedReference]] = []
+
+    def synthesize(self, reference, text, params, on_progress=None):
+        assert reference.audio_path.is_file(), "the job layer must hand over a real file"
+        self.calls.append((text, params, reference))
+        chunks = split_chunks(text) or [text]
+        waves = []
+        for i, chunk in enumerate(chunks, start=1):
+            n = max(1, int(len(chunk) * SECONDS_PER_CHAR / params.speed * self.sample_rate))
+            t = np.arange(n) / self.sample_rate
+            waves.append(0.3 * np.sin(2 * np.pi * (200 + params.seed % 200) * t))
+            if on_progress is not None:
+                on_progress(i, len(chunks))
+        return np.concatenate(waves).astype(np.float32)
+
+
+class EvenAligner:
+    """Spreads the words of the text evenly over the audio."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def align(self, audio, sample_rate, text):
+        self.calls += 1
+        words = text.split()
+        duration = len(audio) / sample_rate
+        step = duration / max(1, len(words))
+        # Deliberately a little untidy (last word past the end), as real alignment can be.
+        return [
+            Word(w, i * step, (i + 1) * step + (0.2 if i == len(words) - 1 else 0.0), 0.9)
+            for i, w in enumerate(words)
+        ]
+
+
+class FixedTranscriber:
+    def __init__(self, text: str = "This is the reference speaker.") -> None:
+        self.text = text
+        self.calls: list[Path] = []
+
+    def transcribe(self, audio_path: Path) -> str:
+        assert audio_path.is_file()
+        self.calls.append(audio_path)
+        return self.text
+
+
+class CudaCrashEngine(SineEngine):
+    def synthesize(self, reference, text, params, on_progress=None):
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+
+def double_models(settings: Settings | None = None) -> Models:
+    return Models(SineEngine(), EvenAligner(), FixedTranscriber())

@@ -1,0 +1,123 @@
+"""The worker as RunPod runs it: `python -m ... --rp_serve_api` (the SDK's local API)
+and `--test_input`, every op over HTTP, storage on a real S3 API on loopback."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+
+import pytest
+import requests
+
+from tests.handler.local_api import MODULE, REPO, LocalApi, worker_env
+
+
+@pytest.fixture
+def api(ffmpeg_bin_dir, tmp_path, s3_endpoint, bucket):
+    env = worker_env(
+        ffmpeg_bin_dir,
+        tmp_path / "vol",
+        S3_BUCKET=bucket,
+        AWS_ENDPOINT_URL=s3_endpoint,
+        AWS_REGION="us-east-1",
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        F5TTS_S3_ADDRESSING_STYLE="path",
+    )
+    server = LocalApi(env, tmp_path / "worker.log")
+    yield server
+    server.stop()
+
+
+def test_every_op_over_runsync(api, reference_wav):
+    ref = base64.b64encode(reference_wav).decode()
+    info = api.runsync({"op": "info"})
+    assert info["status"] == "COMPLETED" and info["output"]["features"]["storage"] == "s3"
+
+    created = api.runsync({"op": "voice.create", "voice_id": "anna", "ref_audio_base64": ref})
+    assert created["output"]["voice"]["ref_text"] == "This is the reference speaker."
+
+    tts = api.runsync(
+        {
+            "text": "Hello there. Goodbye.",
+            "voice": "anna",
+            "subtitles": ["srt"],
+            "format": "flac",
+            "seed": 5,
+        }
+    )
+    assert tts["status"] == "COMPLETED", tts
+    out = tts["output"]
+    audio = requests.get(out["audio"]["url"], timeout=10)
+    assert audio.content[:4] == b"fLaC" and out["seed"] == 5
+    assert requests.get(out["subtitles"]["srt"]["url"], timeout=10).text.startswith("1\n")
+
+    assert api.runsync({"op": "voice.list"})["output"]["count"] == 1
+    assert (
+        api.runsync({"op": "voice.get", "voice_id": "anna"})["output"]["voice"]["voice_id"]
+        == "anna"
+    )
+    assert api.runsync({"op": "voice.delete", "voice_id": "anna"})["output"] == {"deleted": "anna"}
+
+    failed = api.runsync({"op": "voice.get", "voice_id": "anna"})
+    assert failed["status"] == "FAILED" and "No voice named 'anna'" in failed["error"]
+
+
+def test_earlier_system_payload_over_runsync(api, reference_wav):
+    ref = "data:audio/wav;base64," + base64.b64encode(reference_wav).decode()
+    created = api.runsync({"endpoint": "upload", "voice_name": "old", "voice_file_url": ref})
+    assert created["status"] == "COMPLETED", created
+    tts = api.runsync(
+        {
+            "endpoint": "tts",
+            "text": "Hi there.",
+            "local_voice": "old",
+            "return_word_timings": True,
+            "timing_format": "vtt",
+        }
+    )
+    assert tts["status"] == "COMPLETED", tts
+    assert set(tts["output"]["subtitles"]) == {"vtt"} and tts["output"]["words"]
+
+
+def test_startup_failure_answers_every_job_instead_of_crashing(ffmpeg_bin_dir, tmp_path):
+    env = worker_env(ffmpeg_bin_dir, tmp_path / "vol", F5TTS_TEST_DOUBLE="broken")
+    server = LocalApi(env, tmp_path / "worker.log")
+    try:
+        for _ in range(2):
+            result = server.runsync({"op": "info"})
+            assert result["status"] == "FAILED"
+            assert "fetch-models" in result["error"] and isinstance(result["error"], str)
+        assert server.proc.poll() is None
+    finally:
+        server.stop()
+
+
+def run_test_input(ffmpeg_bin_dir, tmp_path, job) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", MODULE, "--test_input", json.dumps(job)],
+        cwd=REPO,
+        env=worker_env(ffmpeg_bin_dir, tmp_path / "vol"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_test_input_runs_one_job_and_exits_zero(ffmpeg_bin_dir, tmp_path, reference_wav):
+    ref = base64.b64encode(reference_wav).decode()
+    done = run_test_input(
+        ffmpeg_bin_dir,
+        tmp_path,
+        {"input": {"text": "Hi.", "ref_audio_base64": ref, "ref_text": "Ref.", "format": "mp3"}},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "completed successfully" in done.stdout + done.stderr
+
+
+def test_test_input_with_a_bad_job_exits_one_with_the_sentence(ffmpeg_bin_dir, tmp_path):
+    done = run_test_input(ffmpeg_bin_dir, tmp_path, {"input": {"text": "Hi."}})
+    assert done.returncode == 1
+    assert "exactly one of voice, ref_audio or ref_audio_base64" in done.stdout + done.stderr
