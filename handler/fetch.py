@@ -108,6 +108,12 @@ class ReferenceFetcher:
                 f"{uri[:80]} needs object storage credentials; set S3_BUCKET and the AWS_* "
                 "variables, or give the reference as an https URL"
             )
+        if bucket not in self.settings.readable_ref_buckets:
+            raise UserError(
+                f"s3:// references may only name the bucket {self.settings.s3_bucket!r}, "
+                f"not {bucket!r}; copy the clip there or list the bucket in "
+                "F5TTS_S3_REF_BUCKETS"
+            )
         return self.store.get(key, self.settings.max_ref_bytes, bucket=bucket)
 
     # -- http(s) -----------------------------------------------------------------

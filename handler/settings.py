@@ -69,6 +69,11 @@ ENV_VARS: dict[str, tuple[str, str, str]] = {
     "F5TTS_FETCH_TIMEOUT_S": ("fetch_timeout_s", "20", "time limit for fetching a reference"),
     "F5TTS_ALLOW_HTTP": ("allow_http", "0", "accept plain http:// reference URLs"),
     "S3_BUCKET": ("s3_bucket", "(unset)", "bucket for outputs and voices; unset = inline"),
+    "F5TTS_S3_REF_BUCKETS": (
+        "s3_ref_buckets",
+        "(none)",
+        "comma-separated buckets besides S3_BUCKET that s3:// references may read",
+    ),
     "AWS_ENDPOINT_URL": ("aws_endpoint_url", "(AWS)", "S3-compatible endpoint (B2, R2, MinIO)"),
     "AWS_REGION": ("aws_region", "(boto3 default)", "bucket region (AWS_DEFAULT_REGION too)"),
     "F5TTS_S3_ADDRESSING_STYLE": (
@@ -114,6 +119,7 @@ class Settings(BaseModel):
     fetch_timeout_s: float = Field(20.0, gt=0, le=600)
     allow_http: bool = False
     s3_bucket: str | None = None
+    s3_ref_buckets: str = ""
     aws_endpoint_url: str | None = None
     aws_region: str | None = None
     s3_addressing_style: Literal["auto", "path", "virtual"] = "auto"
@@ -148,6 +154,13 @@ class Settings(BaseModel):
                 f"environment variable {var}={values.get(field, '')!r} is invalid "
                 f"({first['msg'].lower()}); fix it in the endpoint's settings"
             ) from None
+
+    @property
+    def readable_ref_buckets(self) -> frozenset[str]:
+        """Buckets an s3:// reference may name: the worker's credentials can often read
+        more than a caller should be able to pull through it."""
+        extra = {b.strip() for b in self.s3_ref_buckets.split(",") if b.strip()}
+        return frozenset(extra | ({self.s3_bucket} if self.s3_bucket else set()))
 
     @property
     def voices_dir(self) -> Path:

@@ -14,6 +14,7 @@ import pytest
 
 from handler.errors import UserError
 from handler.fetch import ReferenceFetcher, is_public_address
+from handler.storage import ObjectStore
 
 PAYLOAD = b"RIFF" + b"\x01" * 5000
 
@@ -241,3 +242,20 @@ def test_https_connects_to_the_checked_address_and_verifies_the_name(
             fetcher.fetch(f"https://other.test:{port}/ref.wav")
     finally:
         server.shutdown()
+
+
+def test_s3_reference_reads_the_worker_bucket_but_no_other(s3_settings, s3_endpoint):
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    client.put_object(Bucket=s3_settings.s3_bucket, Key="voices/a.wav", Body=b"RIFFa")
+    client.create_bucket(Bucket="someone-elses")
+    client.put_object(Bucket="someone-elses", Key="secret.wav", Body=b"RIFFs")
+    fetcher = ReferenceFetcher(s3_settings, ObjectStore(s3_settings))
+
+    assert fetcher.fetch(f"s3://{s3_settings.s3_bucket}/voices/a.wav") == b"RIFFa"
+    with pytest.raises(UserError, match="F5TTS_S3_REF_BUCKETS"):
+        fetcher.fetch("s3://someone-elses/secret.wav")
+
+    allowed = s3_settings.model_copy(update={"s3_ref_buckets": "someone-elses, other"})
+    assert ReferenceFetcher(allowed, ObjectStore(allowed)).fetch("s3://someone-elses/secret.wav")

@@ -141,7 +141,10 @@ def content_hash_for(environment_yml: Path, virtual_packages_yml: Path) -> str:
     spec = make_lock_spec(
         src_files=[environment_yml], platform_overrides=[SUBDIR], mapping_url=DEFAULT_MAPPING_URL
     )
-    with virtual_package_repo_from_specification(virtual_packages_yml) as repo:
+    # Not `with ... as repo`: conda-lock's FakeRepoData.__enter__ returns None, which
+    # would hash without the virtual packages (conda-lock itself binds it first).
+    repo = virtual_package_repo_from_specification(virtual_packages_yml)
+    with repo:
         return compute_content_hashes(spec, repo)[SUBDIR]
 
 
