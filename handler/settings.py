@@ -92,6 +92,16 @@ ENV_VARS: dict[str, tuple[str, str, str]] = {
     ),
     "F5TTS_WARMUP": ("warmup", "1", "run one short synthesis at start"),
     "F5TTS_ENV_PREFIX": ("env_prefix", "$CONDA_PREFIX", "conda prefix holding .f5tts/ready.json"),
+    "F5TTS_IN_USE_RECORD": (
+        "in_use_record",
+        "(set by the bootstrap)",
+        "file whose mtime shows `bootstrap gc` that this worker still uses its env",
+    ),
+    "F5TTS_IN_USE_TTL_S": (
+        "in_use_ttl_s",
+        "900",
+        "gc's limit on a record's age; the worker refreshes it every third of this",
+    ),
 }
 
 
@@ -130,6 +140,8 @@ class Settings(BaseModel):
     max_inline_bytes: int = Field(8_000_000, ge=0)
     warmup: bool = True
     env_prefix: Path | None = None
+    in_use_record: Path | None = None
+    in_use_ttl_s: float = Field(900.0, gt=0)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

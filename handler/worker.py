@@ -21,6 +21,7 @@ import numpy as np
 from handler import audio
 from handler.contracts import PreparedReference, SynthesisParams
 from handler.errors import UserError, error_result, is_fatal_device_error, sentence
+from handler.in_use import start_in_use_heartbeat
 from handler.jobs import JobRunner, Models
 from handler.settings import Settings
 from handler.storage import ObjectStore
@@ -127,12 +128,21 @@ def build_worker(factory: ModelFactory = load_models, environ: Any = None) -> Wo
         return Worker(None, sentence(f"The worker could not start: {text}"))
 
 
+def keep_env_in_use(worker: Worker) -> None:
+    """Refresh the bootstrap's in-use record so gc never deletes the env under us. A
+    worker whose settings are invalid cannot run jobs, so its env is not kept."""
+    if worker.runner is not None:
+        settings = worker.runner.settings
+        start_in_use_heartbeat(settings.in_use_record, settings.in_use_ttl_s)
+
+
 def main(factory: ModelFactory = load_models) -> None:
     logging.basicConfig(
         level=os.environ.get("F5TTS_LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     worker = build_worker(factory)
+    keep_env_in_use(worker)
     import runpod
 
     runpod.serverless.start({"handler": worker.handle})
