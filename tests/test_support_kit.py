@@ -56,13 +56,13 @@ def test_lockfile_is_conda_lock_v1_with_conda_locks_own_content_hash(cuda_lock):
     )
 
 
-
 def test_content_hash_changes_with_the_virtual_packages(cuda_lock, tmp_path):
     # conda-lock hashes the virtual packages too: a lock made for another CUDA is stale.
     other = tmp_path / "virtual-packages.yml"
     other.write_text(cuda_lock.virtual_packages_yml.read_text().replace("12.9", "12.4"))
     assert other.read_text() != cuda_lock.virtual_packages_yml.read_text()
     assert lockfiles.content_hash_for(cuda_lock.environment_yml, other) != cuda_lock.content_hash
+
 
 def test_broken_lockfile_variants_differ_only_where_intended(cuda_lock, local_channel, tmp_path):
     src = cuda_lock.lockfile

@@ -1,0 +1,445 @@
+#!/bin/sh
+# The container's entrypoint: makes sure the locked conda env for this image exists on
+# the network volume, then execs the handler from it (docs/architecture.md, "Start
+# sequence"). A warm start reads a few files and execs: no lease, no micromamba, no
+# network. A cold start builds the env once per volume under a cross-machine lease.
+# Failures a restart cannot fix print one sentence and exit 10-29
+# (docs/troubleshooting.md); the Python stage it runs uses 30-49.
+set -eu
+
+# ---------------------------------------------------------------- settings (read once)
+case $0 in
+*/*) SCRIPT_DIR=${0%/*} ;;
+*) SCRIPT_DIR=$(dirname "$(command -v "$0")") ;;
+esac
+: "${F5TTS_VOLUME:=/runpod-volume}"
+[ -n "${F5TTS_APP_DIR:-}" ] || F5TTS_APP_DIR=$(cd "$SCRIPT_DIR/.." && pwd)
+: "${F5TTS_LOCKFILE:=$F5TTS_APP_DIR/conda-lock.yml}"
+: "${MICROMAMBA:=micromamba}"
+: "${F5TTS_MIN_FREE_GB:=25}"
+: "${F5TTS_LEASE_STALE_S:=120}"
+: "${F5TTS_LEASE_HEARTBEAT_S:=5}"
+: "${F5TTS_LEASE_WAIT_MAX_S:=3600}"
+: "${F5TTS_LEASE_POLL_MAX_S:=5}"
+: "${F5TTS_REALIZE_RETRIES:=3}"
+: "${F5TTS_PROGRESS_S:=10}"
+: "${F5TTS_FETCH_MODELS:=1}"
+: "${F5TTS_HANDLER_MODULE:=handler}"
+: "${F5TTS_ALLOWED_CHANNEL:=https://conda.anaconda.org/conda-forge}"
+F5TTS_ALLOWED_CHANNEL=${F5TTS_ALLOWED_CHANNEL%/}
+# The Python stage (bootstrap/settings.py) reads the same names: it must see the same values.
+export F5TTS_VOLUME F5TTS_APP_DIR F5TTS_LOCKFILE F5TTS_MIN_FREE_GB F5TTS_LEASE_STALE_S \
+    F5TTS_FETCH_MODELS F5TTS_ALLOWED_CHANNEL
+# Every cache on the volume: the container disk is small and forgets at each start.
+: "${HF_HOME:=$F5TTS_VOLUME/cache/huggingface}"
+: "${TORCH_HOME:=$F5TTS_VOLUME/cache/torch}"
+: "${PIP_CACHE_DIR:=$F5TTS_VOLUME/cache/pip}"
+: "${NLTK_DATA:=$F5TTS_VOLUME/cache/nltk}"
+export HF_HOME TORCH_HOME PIP_CACHE_DIR NLTK_DATA
+
+APP=$F5TTS_APP_DIR
+ENVS=$F5TTS_VOLUME/envs
+LEASES_DIR=$ENVS/.leases
+MODELS_MARKER=$F5TTS_VOLUME/models/.ready.json
+# The PATH micromamba sees when it writes the saved activation: the script bakes it
+# in, so it must not carry whatever PATH this container happened to start with.
+CLEAN_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+ENV_ID=
+PREFIX=
+MICROMAMBA_BIN=
+TICKER_PID=
+TICKER_FLAG=
+START=warm
+WAITED_CS=0
+WAITED_FOR=-
+
+# ---------------------------------------------------------------- small helpers
+
+log() { printf '[bootstrap] %s\n' "$*" >&2; }
+
+die() {
+    _die_code=$1
+    shift
+    printf '[bootstrap] error %s: %s\n' "$_die_code" "$*" >&2
+    exit "$_die_code"
+}
+
+# Sets NOW_CS (centiseconds) without forking: the warm path budget is ~20 ms.
+# /proc/uptime is also monotonic, which the lease's staleness needs.
+clock() {
+    if { read -r _clock_up _clock_rest </proc/uptime; } 2>/dev/null; then
+        NOW_CS=$((${_clock_up%.*} * 100 + 1${_clock_up#*.} - 100))
+    else
+        NOW_CS=$(($(date +%s) * 100))
+    fi
+}
+
+# Sets FMT to centiseconds $1 as seconds with two decimals.
+fmt_s() { FMT="$(($1 / 100)).$(($1 % 100 / 10))$(($1 % 10))"; }
+
+# Sets CS to the seconds value $1 (e.g. "2" or "0.25") in centiseconds.
+to_cs() {
+    case $1 in
+    *.*)
+        _cs_frac=${1#*.}00
+        _cs_frac=${_cs_frac%"${_cs_frac#??}"}
+        CS=$((${1%%.*} * 100 + 1$_cs_frac - 100))
+        ;;
+    *) CS=$(($1 * 100)) ;;
+    esac
+}
+
+require_number() {
+    case $2 in
+    '' | .* | *. | *[!0-9.]* | *.*.*) die 20 "$1=$2 is not a number; set it to a plain number like 5 or 0.5, or unset it for the default." ;;
+    esac
+}
+
+require_integer() {
+    case $2 in
+    '' | *[!0-9]*) die 20 "$1=$2 is not a whole number; set it to one like 3, or unset it for the default." ;;
+    esac
+}
+
+# phase NAME [ARGS]: runs the step NAME and logs how long it took.
+phase() {
+    clock
+    _phase_start=$NOW_CS
+    "$@"
+    clock
+    fmt_s $((NOW_CS - _phase_start))
+    log "$1 ${FMT}s"
+}
+
+env_ready() { [ -f "$PREFIX/.f5tts/ready.json" ] && [ -f "$PREFIX/.f5tts/activate.sh" ]; }
+
+models_ready() { [ -f "$MODELS_MARKER" ]; }
+
+# Runs `python -m bootstrap ARGS` from the env, activated as the handler will be.
+run_bootstrap_python() {
+    (
+        set +eu
+        # shellcheck disable=SC1091
+        . "$PREFIX/.f5tts/activate.sh"
+        set -eu
+        PYTHONPATH="$APP${PYTHONPATH:+:$PYTHONPATH}" exec "$PREFIX/bin/python" -m bootstrap "$@" >&2
+    )
+}
+
+# shellcheck source=bootstrap/lease.sh
+. "$SCRIPT_DIR/lease.sh"
+
+on_exit() {
+    stop_ticker
+    release_lease
+}
+
+# ---------------------------------------------------------------- the steps
+
+check_volume() {
+    [ -d "$F5TTS_VOLUME" ] ||
+        die 10 "the network volume $F5TTS_VOLUME is not mounted: attach a network volume to the endpoint (RunPod mounts it at /runpod-volume), or set F5TTS_VOLUME to a writable directory."
+    if [ ! -w "$F5TTS_VOLUME" ] || { [ -e "$ENVS" ] && [ ! -w "$ENVS" ]; }; then
+        die 11 "the network volume $F5TTS_VOLUME is not writable by uid $(id -u): run the worker as the volume's owner or fix the volume's permissions."
+    fi
+}
+
+compute_env_id() {
+    if [ -f "$APP/bootstrap/env-id" ]; then
+        # Written by `docker build` (bootstrap/env-id.sh): no hashing at start.
+        read -r ENV_ID <"$APP/bootstrap/env-id" || :
+    else
+        [ -f "$F5TTS_LOCKFILE" ] || die_no_lockfile
+        [ -f "$APP/bootstrap/LAYOUT_VERSION" ] ||
+            die 21 "$APP/bootstrap/LAYOUT_VERSION is missing: the app directory is incomplete; rebuild the image (or restore the file from git)."
+        # The same bytes, in the same order, as bootstrap/env-id.sh hashes at build time.
+        ENV_ID=$(
+            set -- "$APP"/requirements/leftovers*.txt
+            [ -e "$1" ] || set --
+            cat "$F5TTS_LOCKFILE" "$@" "$APP/bootstrap/LAYOUT_VERSION" | sha256sum | cut -c1-12
+        )
+    fi
+    case $ENV_ID in
+    [0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]) ;;
+    *) die 21 "$APP/bootstrap/env-id holds '$ENV_ID', not 12 hex digits: rebuild the image (docker build writes it with bootstrap/env-id.sh)." ;;
+    esac
+    PREFIX=$ENVS/f5tts-$ENV_ID
+}
+
+die_no_lockfile() {
+    die 13 "no conda-lock.yml at $F5TTS_LOCKFILE: a maintainer runs bootstrap/lock to make it (on a machine that reaches conda-forge) and commits it; see docs/lockfile.md."
+}
+
+# A cheap structural look at the lock before anything is downloaded or deleted; the
+# full validator (bootstrap/lockfile.py) needs Python, which only exists in the env.
+check_lockfile() {
+    [ -f "$F5TTS_LOCKFILE" ] || die_no_lockfile
+    _lock_problem=$(awk -v channel="$F5TTS_ALLOWED_CHANNEL/" -v pypi="https://files.pythonhosted.org/" '
+        function close_package() {
+            if (name == "") return
+            if (url == "" && problem == "") problem = "package " name " has no url"
+            if (sha == "" && problem == "") problem = "package " name " has no sha256"
+        }
+        function value(line) {
+            sub(/^[^:]*:[ \t]*/, "", line); gsub(/["\047 \t\r]/, "", line); return line
+        }
+        /^version:/ { if (value($0) == "1") version = 1 }
+        /^[^ \t-]/ { in_packages = ($0 ~ /^package:/) }
+        !in_packages { next }
+        /^[ \t]*- name:/ { close_package(); name = value($0); url = ""; sha = ""; packages++ }
+        /^[ \t]+platform:/ { if (value($0) == "linux-64") linux = 1 }
+        /^[ \t]+url:/ {
+            url = value($0)
+            if (index(url, channel) != 1 && index(url, pypi) != 1 && problem == "")
+                problem = "package " name " comes from " url ", outside " channel " and PyPI"
+        }
+        /^[ \t]+sha256:/ {
+            sha = value($0)
+            if ((length(sha) != 64 || sha ~ /[^0-9a-f]/) && problem == "")
+                problem = "package " name " has a malformed sha256"
+        }
+        END {
+            close_package()
+            if (!version) print "it is not a conda-lock version 1 file"
+            else if (packages == 0) print "it lists no packages"
+            else if (!linux) print "it has no linux-64 packages"
+            else if (problem != "") print problem
+        }' "$F5TTS_LOCKFILE")
+    [ -z "$_lock_problem" ] ||
+        die 14 "$F5TTS_LOCKFILE is not a usable lock ($_lock_problem): a maintainer regenerates it with bootstrap/lock and commits it; see docs/lockfile.md."
+}
+
+find_micromamba() {
+    MICROMAMBA_BIN=$(command -v "$MICROMAMBA") && [ -x "$MICROMAMBA_BIN" ] ||
+        die 15 "micromamba was not found (MICROMAMBA=$MICROMAMBA): run the f5tts-runpod image, which ships it at /usr/local/bin/micromamba, or install micromamba 2.x and put it on PATH."
+}
+
+# A prefix without a marker is a build that died (we hold the lease, so nobody is
+# building it now). micromamba would delete it too, but only if it has conda-meta/.
+remove_crashed_build() {
+    if [ -e "$PREFIX" ] || [ -L "$PREFIX" ]; then
+        log "removing the unfinished prefix $PREFIX left by a build that did not complete"
+        rm -rf "$PREFIX"
+    fi
+}
+
+check_space() {
+    _free_kb=$(df -Pk "$F5TTS_VOLUME" | awk 'NR == 2 { print $4 }')
+    if awk -v free="$_free_kb" -v min="$F5TTS_MIN_FREE_GB" 'BEGIN { exit !(free < min * 1048576) }'; then
+        _free_gb=$(awk -v free="$_free_kb" 'BEGIN { printf "%.1f", free / 1048576 }')
+        die 12 "the volume $F5TTS_VOLUME has ${_free_gb} GB free but building the environment needs ${F5TTS_MIN_FREE_GB} GB: free space (python -m bootstrap gc removes unused envs) or use a bigger volume; F5TTS_MIN_FREE_GB sets this threshold."
+    fi
+}
+
+# Prints progress while micromamba works, so a long download never looks like a hang.
+# Runs while the file $1 exists: stopping must not rely on a signal, which can be
+# lost when it arrives right after the fork.
+realize_ticker() {
+    clock
+    _tick_next=$((NOW_CS + PROGRESS_CS))
+    _tick_start=$NOW_CS
+    # The sleep gets no inherited pipes: killed mid-sleep, it must not hold them open.
+    while sleep 1 >/dev/null 2>&1; do
+        [ -e "$1" ] && kill -0 "$$" 2>/dev/null || exit 0
+        clock
+        [ "$NOW_CS" -ge "$_tick_next" ] || continue
+        _tick_next=$((_tick_next + PROGRESS_CS))
+        _tick_kb=$(du -sk "$F5TTS_VOLUME/pkgs" 2>/dev/null | cut -f1) || _tick_kb=0
+        log "realize_env: $(((NOW_CS - _tick_start) / 100)) s so far, pkgs $((${_tick_kb:-0} / 1024)) MB"
+    done
+}
+
+stop_ticker() {
+    [ -n "$TICKER_PID" ] || return 0
+    rm -f "$TICKER_FLAG"
+    kill "$TICKER_PID" 2>/dev/null || :
+    TICKER_PID=
+}
+
+realize_env() {
+    mkdir -p "$F5TTS_VOLUME/pkgs" "$F5TTS_VOLUME/mamba"
+    # micromamba writes its pip requirements file next to the lockfile, and /app may
+    # be read-only; the name must end in -lock.yml for it to be read as a lock.
+    _lock_tmp=$(mktemp -d "${TMPDIR:-/tmp}/f5tts-lock.XXXXXX")
+    cp "$F5TTS_LOCKFILE" "$_lock_tmp/conda-lock.yml"
+    TICKER_FLAG=$_lock_tmp/realizing
+    : >"$TICKER_FLAG"
+    realize_ticker "$TICKER_FLAG" </dev/null &
+    TICKER_PID=$!
+    _attempt=1
+    while :; do
+        # MAMBA_USE_LOCKFILES=false: micromamba's fcntl locks hang on some network
+        # filesystems, and our lease already serializes every writer of pkgs/ and envs/.
+        CONDA_PKGS_DIRS="$F5TTS_VOLUME/pkgs" MAMBA_ROOT_PREFIX="$F5TTS_VOLUME/mamba" \
+            MAMBA_USE_LOCKFILES=false "$MICROMAMBA_BIN" create -y -p "$PREFIX" \
+            -f "$_lock_tmp/conda-lock.yml" </dev/null >&2 && _rc=0 || _rc=$?
+        [ "$_rc" -ne 0 ] || break
+        if [ "$_attempt" -ge "$F5TTS_REALIZE_RETRIES" ]; then
+            stop_ticker
+            rm -rf "$_lock_tmp"
+            die 16 "micromamba could not realize $PREFIX from $F5TTS_LOCKFILE after $_attempt attempts (last exit $_rc, its reason is above): check the volume's free space and the network, and if a package's hash is wrong regenerate the lock with bootstrap/lock."
+        fi
+        _backoff=$((1 << _attempt))
+        [ "$_backoff" -le 30 ] || _backoff=30
+        log "realize attempt $_attempt of $F5TTS_REALIZE_RETRIES failed (exit $_rc); retrying in ${_backoff}s"
+        sleep "$_backoff"
+        _attempt=$((_attempt + 1))
+    done
+    stop_ticker
+    rm -rf "$_lock_tmp"
+}
+
+# The handler starts by sourcing this file instead of calling micromamba: no network,
+# no micromamba process, and activate.d scripts still run.
+save_activation() {
+    mkdir -p "$PREFIX/.f5tts"
+    env -i PATH="$CLEAN_PATH" HOME="${HOME:-/root}" MAMBA_ROOT_PREFIX="$F5TTS_VOLUME/mamba" \
+        "$MICROMAMBA_BIN" shell activate -s posix -p "$PREFIX" >"$PREFIX/.f5tts/activate.sh.tmp" &&
+        _rc=0 || _rc=$?
+    [ "$_rc" -eq 0 ] ||
+        die 16 "micromamba could not write the activation script of $PREFIX (exit $_rc, its reason is above): use micromamba 2.x, which supports 'shell activate -s posix'."
+    mv -f "$PREFIX/.f5tts/activate.sh.tmp" "$PREFIX/.f5tts/activate.sh"
+}
+
+finish_env() {
+    run_bootstrap_python finish --prefix "$PREFIX" --env-id "$ENV_ID" && _rc=0 || _rc=$?
+    # The Python stage printed its own sentence (cause and fix) above.
+    [ "$_rc" -eq 0 ] ||
+        die 18 "finishing the env failed (python -m bootstrap finish exited $_rc; its reason is above): fix that cause and restart, the next start rebuilds $PREFIX from scratch."
+    [ -f "$PREFIX/.f5tts/ready.json" ] ||
+        die 18 "python -m bootstrap finish exited 0 but wrote no marker in $PREFIX/.f5tts: the bootstrap code is broken; report it with this log."
+}
+
+# Points envs/f5tts at the new prefix (and envs/f5tts.previous at the one it replaces)
+# by renaming a fresh symlink over the old one: readers see the old or the new, never
+# neither. The symlinks are for people and `bootstrap gc`; workers use envs/f5tts-<id>.
+publish_env() {
+    if [ -e "$ENVS/f5tts" ] && [ ! -L "$ENVS/f5tts" ]; then
+        log "warning: $ENVS/f5tts is not a symlink, so it is left alone; move it away to get the envs/f5tts link"
+        return 0
+    fi
+    _current=$(readlink "$ENVS/f5tts" 2>/dev/null) || _current=
+    if [ -n "$_current" ] && [ "$_current" != "f5tts-$ENV_ID" ]; then
+        ln -s "$_current" "$ENVS/.f5tts.previous.$$"
+        mv -T "$ENVS/.f5tts.previous.$$" "$ENVS/f5tts.previous"
+    fi
+    ln -s "f5tts-$ENV_ID" "$ENVS/.f5tts.$$"
+    mv -T "$ENVS/.f5tts.$$" "$ENVS/f5tts"
+}
+
+require_env_lease() {
+    lease_still_ours ||
+        die 22 "this worker lost the env lease while building (its heartbeat stalled for over ${F5TTS_LEASE_STALE_S}s and another worker took over): it stops without marking or publishing anything and reuses the other worker's build on restart; if this repeats, the volume is stalling: raise F5TTS_LEASE_STALE_S."
+}
+
+collect_garbage() {
+    run_bootstrap_python gc ||
+        log "warning: python -m bootstrap gc failed (its reason is above); old envs stay on the volume until a later cold start collects them"
+}
+
+build_env() {
+    phase check_lockfile
+    phase find_micromamba
+    phase acquire_lease env env_ready
+    WAITED_CS=$((WAITED_CS + LEASE_WAITED_CS))
+    [ "$LEASE_WAITED_FOR" = - ] || WAITED_FOR=$LEASE_WAITED_FOR
+    if env_ready; then
+        log "env $ENV_ID was built by another worker while this one waited"
+        release_lease
+        return 0
+    fi
+    START=cold
+    mkdir -p "$ENVS" "$HF_HOME" "$TORCH_HOME" "$PIP_CACHE_DIR" "$NLTK_DATA"
+    phase remove_crashed_build
+    phase check_space
+    phase realize_env
+    phase save_activation
+    require_env_lease
+    phase finish_env
+    require_env_lease
+    phase publish_env
+    release_lease
+    phase collect_garbage
+}
+
+ensure_models() {
+    [ "$F5TTS_FETCH_MODELS" = 1 ] || return 0
+    ! models_ready || return 0
+    acquire_lease models models_ready
+    WAITED_CS=$((WAITED_CS + LEASE_WAITED_CS))
+    [ "$LEASE_WAITED_FOR" = - ] || WAITED_FOR=$LEASE_WAITED_FOR
+    if ! models_ready; then
+        run_bootstrap_python fetch-models && _rc=0 || _rc=$?
+        [ "$_rc" -eq 0 ] ||
+            die 19 "fetching the model weights failed (python -m bootstrap fetch-models exited $_rc; its reason is above): fix that cause and restart, or set F5TTS_FETCH_MODELS=0 to start without them."
+    fi
+    release_lease
+}
+
+start_handler() {
+    set +eu
+    # shellcheck disable=SC1091
+    . "$PREFIX/.f5tts/activate.sh"
+    set -eu
+    # Who runs what, so `bootstrap gc` keeps this prefix; $$ is the handler's pid
+    # after exec, and the handler refreshes the record's mtime while it runs.
+    [ -d "$ENVS/.in-use/$ENV_ID" ] || mkdir -p "$ENVS/.in-use/$ENV_ID"
+    F5TTS_IN_USE_RECORD=$ENVS/.in-use/$ENV_ID/$HOST-$$
+    printf '{"env_id": "%s", "host": "%s", "pid": %s}\n' "$ENV_ID" "$HOST" "$$" >"$F5TTS_IN_USE_RECORD"
+    : "${HF_HUB_OFFLINE:=1}"
+    PYTHONUNBUFFERED=1
+    F5TTS_ENV_ID=$ENV_ID
+    F5TTS_ENV_PREFIX=$PREFIX
+    PYTHONPATH="$APP${PYTHONPATH:+:$PYTHONPATH}"
+    export HF_HUB_OFFLINE PYTHONUNBUFFERED F5TTS_ENV_ID F5TTS_ENV_PREFIX F5TTS_IN_USE_RECORD PYTHONPATH
+    clock
+    fmt_s "$WAITED_CS"
+    _waited=$FMT
+    fmt_s $((NOW_CS - T0))
+    log "ready: $START env=$ENV_ID waited=${_waited}s for=$WAITED_FOR total=${FMT}s"
+    trap - EXIT INT TERM
+    exec "$PREFIX/bin/python" -m "$F5TTS_HANDLER_MODULE" "$@"
+}
+
+# ---------------------------------------------------------------- main
+
+clock
+T0=$NOW_CS
+require_number F5TTS_MIN_FREE_GB "$F5TTS_MIN_FREE_GB"
+require_number F5TTS_LEASE_STALE_S "$F5TTS_LEASE_STALE_S"
+require_number F5TTS_LEASE_HEARTBEAT_S "$F5TTS_LEASE_HEARTBEAT_S"
+require_number F5TTS_LEASE_WAIT_MAX_S "$F5TTS_LEASE_WAIT_MAX_S"
+require_number F5TTS_LEASE_POLL_MAX_S "$F5TTS_LEASE_POLL_MAX_S"
+require_integer F5TTS_REALIZE_RETRIES "$F5TTS_REALIZE_RETRIES"
+require_integer F5TTS_PROGRESS_S "$F5TTS_PROGRESS_S"
+case $F5TTS_FETCH_MODELS in
+0 | 1) ;;
+*) die 20 "F5TTS_FETCH_MODELS=$F5TTS_FETCH_MODELS is neither 1 (fetch the weights at start) nor 0 (do not)." ;;
+esac
+to_cs "$F5TTS_LEASE_STALE_S"
+LEASE_STALE_CS=$CS
+to_cs "$F5TTS_LEASE_WAIT_MAX_S"
+LEASE_WAIT_MAX_CS=$CS
+to_cs "$F5TTS_LEASE_POLL_MAX_S"
+LEASE_POLL_MAX_CS=$CS
+[ "$LEASE_POLL_MAX_CS" -ge 10 ] || LEASE_POLL_MAX_CS=10
+LEASE_HEARTBEAT_S=$F5TTS_LEASE_HEARTBEAT_S
+to_cs "$F5TTS_LEASE_HEARTBEAT_S"
+# A holder beating slower than half the stale time would be taken over while alive.
+if [ "$CS" -lt 1 ] || [ $((CS * 2)) -gt "$LEASE_STALE_CS" ]; then
+    die 20 "F5TTS_LEASE_HEARTBEAT_S=$F5TTS_LEASE_HEARTBEAT_S must be above 0 and at most half of F5TTS_LEASE_STALE_S=$F5TTS_LEASE_STALE_S, or a live builder would look dead; fix one of them."
+fi
+PROGRESS_CS=$((F5TTS_PROGRESS_S * 100))
+[ "$F5TTS_REALIZE_RETRIES" -ge 1 ] || F5TTS_REALIZE_RETRIES=1
+{ read -r HOST </proc/sys/kernel/hostname; } 2>/dev/null || HOST=$(uname -n)
+
+trap on_exit EXIT
+trap 'exit 143' TERM
+trap 'exit 130' INT
+
+phase check_volume
+phase compute_env_id
+# Not `env_ready || build_env`: set -e does not apply inside the right side of ||.
+if ! env_ready; then build_env; fi
+phase ensure_models
+start_handler "$@"

@@ -1,0 +1,147 @@
+"""The cross-machine lease: a dead holder is replaced, a live one never is."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from tests.provisioning.deployment import Site
+
+
+def plant_lease(site: Site, name: str = "env", token: str = "deadbeef") -> Path:
+    """A lease as another machine's worker leaves it: owner and heartbeat files."""
+    lease = site.envs / ".leases" / name
+    lease.mkdir(parents=True)
+    (lease / "owner").write_text(f"host=other-machine\npid=4242\ntoken={token}\n")
+    (lease / "heartbeat").write_text(f"{token} 17\n")
+    return lease
+
+
+class Heartbeat:
+    """Rewrites a planted lease's heartbeat like a live holder's background loop."""
+
+    def __init__(self, lease: Path, token: str, every_s: float = 0.2) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, args=(lease, token, every_s))
+
+    def _beat(self, lease: Path, token: str, every_s: float) -> None:
+        count = 17
+        while not self._stop.wait(every_s):
+            count += 1
+            tmp = lease / f".heartbeat.{token}"
+            tmp.write_text(f"{token} {count}\n")
+            tmp.replace(lease / "heartbeat")
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def test_lease_of_a_dead_worker_is_taken_over_once_its_heartbeat_stops(site: Site):
+    plant_lease(site)
+
+    result = site.run(F5TTS_LEASE_STALE_S="1.5")
+
+    assert result.returncode == 0, result.stderr
+    assert (
+        "took over the env lease of host other-machine pid 4242: "
+        "its heartbeat had not changed for 1." in result.stderr
+    )
+    assert " ready: cold " in result.stderr
+    assert "for=other-machine:4242 " in result.stderr.splitlines()[-1]
+    assert site.realizations() == 1
+    assert not (site.envs / ".leases" / "env").exists()
+    assert not list((site.envs / ".leases").glob("*takeover*"))
+
+
+def test_heartbeating_lease_is_never_taken_and_the_waiter_gives_up_with_exit_17(site: Site):
+    lease = plant_lease(site, token="alive")
+    started = time.monotonic()
+
+    with Heartbeat(lease, "alive"):
+        # Stale after 1 s of silence, but the holder beats every 0.2 s; the wait is
+        # just over 10 s so the periodic "waiting for" line shows up once.
+        result = site.run(F5TTS_LEASE_STALE_S="1", F5TTS_LEASE_WAIT_MAX_S="10.5")
+
+    assert result.returncode == 17, result.stderr
+    assert time.monotonic() - started >= 10.5
+    assert "waiting for env lease held by host other-machine pid 4242 for 10 s" in result.stderr
+    assert result.error_lines() == [
+        next(
+            line for line in result.stderr.splitlines() if line.startswith("[bootstrap] error 17: ")
+        )
+    ]
+    assert "gave up waiting for the env lease after 10." in result.stderr
+    assert "host other-machine pid 4242 holds it and is still heartbeating" in result.stderr
+    assert "took over" not in result.stderr
+    assert (lease / "owner").read_text() == "host=other-machine\npid=4242\ntoken=alive\n"
+    assert site.realizations() == 0
+    assert result.probe is None
+
+
+def test_models_lease_follows_the_same_protocol(site: Site):
+    # The env is built first; then a dead holder of the models lease is replaced and
+    # fetch-models runs (and fails here: the test env has no huggingface_hub).
+    plant_lease(site, name="models", token="gone")
+
+    result = site.run(F5TTS_FETCH_MODELS="1")
+
+    assert "took over the models lease of host other-machine pid 4242" in result.stderr
+    assert result.returncode == 19, result.stderr
+    assert result.error_lines()[-1].startswith(
+        "[bootstrap] error 19: fetching the model weights failed "
+        "(python -m bootstrap fetch-models exited 4"
+    )
+    # Released on the way out, so the next start can retry at once.
+    assert not (site.envs / ".leases" / "models").exists()
+    assert not (site.volume / "models" / ".ready.json").exists()
+
+
+def test_one_of_many_waiters_takes_over_a_dead_lease_and_the_env_is_built_once(site: Site):
+    plant_lease(site)
+
+    workers = [site.start() for _ in range(4)]
+    results = [w.result(timeout=120) for w in workers]
+
+    assert [r.returncode for r in results] == [0, 0, 0, 0], [r.stderr for r in results]
+    # One waiter removes the dead lease; whoever's mkdir comes next builds.
+    assert sum("took over the env lease" in r.stderr for r in results) == 1
+    assert sum(" ready: cold " in r.stderr for r in results) == 1
+    assert site.realizations() == 1
+    assert not list((site.envs / ".leases").iterdir())
+
+
+def test_takeover_claim_left_by_a_waiter_that_died_does_not_block_forever(site: Site):
+    lease = plant_lease(site, token="deadbeef")
+    # A waiter died between claiming the dead lease and replacing it.
+    (lease.parent / "env.takeover.deadbeef").mkdir()
+
+    result = site.run(F5TTS_LEASE_STALE_S="1", F5TTS_LEASE_WAIT_MAX_S="30")
+
+    assert result.returncode == 0, result.stderr
+    assert "removing the takeover claim of the env lease left by a waiter that died" in (
+        result.stderr
+    )
+    assert "took over the env lease of host other-machine pid 4242" in result.stderr
+    assert not list(lease.parent.iterdir())
+
+
+def test_builder_that_lost_its_lease_while_stalled_marks_and_publishes_nothing(site: Site):
+    builder = site.start(MICROMAMBA_DOUBLE_PAUSE="link:2")
+    builder.wait_for_stderr("PAUSED link")
+    # Meanwhile another machine judged the stalled builder dead and took the lease.
+    owner = site.envs / ".leases" / "env" / "owner"
+    owner.write_text("host=other-machine\npid=4242\ntoken=feedface\n")
+
+    result = builder.result()
+
+    assert result.returncode == 22, result.stderr
+    assert "lost the env lease while building" in result.error_lines()[0]
+    assert site.marked_prefixes() == []
+    assert site.active() is None
+    assert "token=feedface" in owner.read_text()  # the new holder's lease is left alone
