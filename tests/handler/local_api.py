@@ -33,6 +33,18 @@ def worker_env(ffmpeg_bin_dir, volume: Path, **extra) -> dict[str, str]:
     return env
 
 
+def s3_env(endpoint: str, bucket: str) -> dict[str, str]:
+    """The variables that point a worker at the loopback S3 server."""
+    return {
+        "S3_BUCKET": bucket,
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "F5TTS_S3_ADDRESSING_STYLE": "path",
+    }
+
+
 class LocalApi:
     def __init__(self, env: dict[str, str], log: Path, module: str = MODULE) -> None:
         self.port = free_port()

@@ -11,7 +11,7 @@ import sys
 import pytest
 import requests
 
-from tests.handler.local_api import MODULE, REPO, LocalApi, worker_env
+from tests.handler.local_api import MODULE, REPO, LocalApi, s3_env, worker_env
 
 
 @pytest.fixture
@@ -19,12 +19,7 @@ def api(ffmpeg_bin_dir, tmp_path, s3_endpoint, bucket):
     env = worker_env(
         ffmpeg_bin_dir,
         tmp_path / "vol",
-        S3_BUCKET=bucket,
-        AWS_ENDPOINT_URL=s3_endpoint,
-        AWS_REGION="us-east-1",
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        F5TTS_S3_ADDRESSING_STYLE="path",
+        **s3_env(s3_endpoint, bucket),
     )
     server = LocalApi(env, tmp_path / "worker.log")
     yield server

@@ -8,7 +8,7 @@ import base64
 import pytest
 import requests
 
-from tests.handler.local_api import LocalApi, worker_env
+from tests.handler.local_api import LocalApi, s3_env, worker_env
 
 pytestmark = pytest.mark.heavy
 
@@ -26,12 +26,7 @@ def test_real_worker_with_tiny_f5tts_serves_info_and_tts_to_s3(
         F5TTS_MODEL=tiny.model_name,
         F5TTS_MODEL_CONFIG=str(tiny.arch_config),
         F5TTS_DEVICE="cpu",
-        S3_BUCKET=bucket,
-        AWS_ENDPOINT_URL=s3_endpoint,
-        AWS_REGION="us-east-1",
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        F5TTS_S3_ADDRESSING_STYLE="path",
+        **s3_env(s3_endpoint, bucket),
     )
     server = LocalApi(env, tmp_path / "worker.log", module="handler")
     try:
