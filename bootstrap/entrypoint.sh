@@ -50,6 +50,8 @@ MICROMAMBA_BIN=
 TICKER_PID=
 TICKER_FLAG=
 START=warm
+DOWNLOADED_MB=0
+LINKED=0
 WAITED_CS=0
 WAITED_FOR=-
 
@@ -266,6 +268,7 @@ realize_env() {
     : >"$TICKER_FLAG"
     realize_ticker "$TICKER_FLAG" </dev/null &
     TICKER_PID=$!
+    _pkgs_kb_before=$(du -sk "$F5TTS_VOLUME/pkgs" | cut -f1)
     _attempt=1
     while :; do
         # MAMBA_USE_LOCKFILES=false: micromamba's fcntl locks hang on some network
@@ -287,6 +290,12 @@ realize_env() {
     done
     stop_ticker
     rm -rf "$_lock_tmp"
+    # For the summary line: what this start added to the package cache, and how many
+    # packages micromamba linked into the prefix.
+    DOWNLOADED_MB=$((($(du -sk "$F5TTS_VOLUME/pkgs" | cut -f1) - _pkgs_kb_before) / 1024))
+    set -- "$PREFIX"/conda-meta/*.json
+    [ -e "$1" ] || set --
+    LINKED=$#
 }
 
 # The handler starts by sourcing this file instead of calling micromamba: no network,
@@ -396,7 +405,7 @@ start_handler() {
     fmt_s "$WAITED_CS"
     _waited=$FMT
     fmt_s $((NOW_CS - T0))
-    log "ready: $START env=$ENV_ID waited=${_waited}s for=$WAITED_FOR total=${FMT}s"
+    log "ready: $START env=$ENV_ID waited=${_waited}s for=$WAITED_FOR downloaded=${DOWNLOADED_MB}MB linked=$LINKED total=${FMT}s"
     trap - EXIT INT TERM
     exec "$PREFIX/bin/python" -m "$F5TTS_HANDLER_MODULE" "$@"
 }

@@ -46,9 +46,14 @@ def test_cold_start_builds_once_marks_ready_and_execs_the_handler_from_the_prefi
     }
 
     summary = result.stderr.splitlines()[-1]
-    assert re.fullmatch(
-        rf"\[bootstrap\] ready: cold env={env_id} waited=\d+\.\d\ds for=- total=\d+\.\d\ds", summary
+    match = re.fullmatch(
+        rf"\[bootstrap\] ready: cold env={env_id} waited=\d+\.\d\ds for=- "
+        r"downloaded=(\d+)MB linked=(\d+) total=\d+\.\d\ds",
+        summary,
     )
+    assert match, summary
+    prefix = site.envs / f"f5tts-{env_id}"
+    assert int(match[2]) == len(list((prefix / "conda-meta").glob("*.json"))) > 0
     for phase in ("check_volume", "realize_env", "save_activation", "finish_env", "publish_env"):
         assert re.search(rf"^\[bootstrap\] {phase} \d+\.\d\ds$", result.stderr, re.M), phase
 
@@ -75,7 +80,9 @@ def test_warm_start_takes_no_lease_and_never_calls_micromamba(site: Site):
     assert site.double_log.read_text() == calls_after_cold
     assert (held / "owner").read_text() == "host=elsewhere\npid=7\ntoken=t0\n"
     assert "lease" not in result.stderr
-    assert re.search(r"ready: warm env=\w+ waited=0\.00s for=- ", result.stderr)
+    assert re.search(
+        r"ready: warm env=\w+ waited=0\.00s for=- downloaded=0MB linked=0 ", result.stderr
+    )
 
 
 def test_warm_start_uses_the_env_id_written_at_image_build(site: Site):
