@@ -160,6 +160,7 @@ def test_another_download_failure_names_the_error(tmp_path):
     assert "(ValueError: bad repo id)" in caught.value.message
 
 
+@pytest.mark.heavy  # huggingface_hub is installed with the heavy tier, as in the env
 def test_the_real_downloader_asks_huggingface_hub_for_the_file_in_place(tmp_path, monkeypatch):
     import huggingface_hub
 
