@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from handler.contracts import PreparedReference, ProgressCallback, SynthesisParams
+from handler.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +220,7 @@ class F5Engine:
         ref_text = normalize_ref_text(reference.text)
         chunks = plan_chunks(ref_text, ref_audio.shape[-1] / ref_rate, text, params.speed)
         if not chunks:
-            raise ValueError("text has nothing to speak; send at least one word.")
+            raise UserError("text has nothing to speak; send at least one word")
 
         with self._lock:
             # One seed for the whole job: chunks run one after another, so the noise

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import http.client
 import ipaddress
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable
 from urllib.parse import urljoin, urlsplit
@@ -52,7 +54,12 @@ def is_public_address(ip: IpAddress) -> bool:
         ip = ip.ipv4_mapped
     if isinstance(ip, ipaddress.IPv6Address) and ip.sixtofour is not None:
         ip = ip.sixtofour
-    return ip.is_global and not (ip.is_multicast or ip.is_reserved or ip.is_link_local)
+    # fec0::/10 (deprecated site-local) still routes inside some networks, and Python
+    # counts it as global.
+    site_local = isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local
+    return ip.is_global and not (
+        ip.is_multicast or ip.is_reserved or ip.is_link_local or site_local
+    )
 
 
 class ReferenceFetcher:
@@ -187,11 +194,17 @@ class ReferenceFetcher:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise self._timeout()
-        conn: http.client.HTTPConnection
+        conn: _PinnedHTTPConnection | _PinnedHTTPSConnection
         if scheme == "https":
             conn = _PinnedHTTPSConnection(host, ip, port, remaining)
         else:
             conn = _PinnedHTTPConnection(host, ip, port, remaining)
+        # The socket timeout bounds each read, not the exchange: a server that trickles
+        # its headers or TLS handshake byte by byte would never hit it. This watchdog
+        # cuts the connection at the deadline.
+        watchdog = threading.Timer(remaining, conn.abort)
+        watchdog.daemon = True
+        watchdog.start()
         try:
             conn.request("GET", target, headers={"User-Agent": "f5tts-runpod-worker"})
             resp = conn.getresponse()
@@ -199,23 +212,30 @@ class ReferenceFetcher:
                 return resp.status, resp.getheader("Location"), b""
             if resp.status != 200:
                 return resp.status, None, b""
-            return 200, None, self._read_capped(resp, deadline)
+            return 200, None, self._read_capped(resp, deadline, conn.aborted)
         except TimeoutError:
             raise self._timeout() from None
         except ssl.SSLError as exc:
+            if conn.aborted.is_set():
+                raise self._timeout() from None
             raise UserError(
                 f"TLS with {host} failed ({exc.reason or exc}); the server needs a valid "
                 "certificate"
             ) from None
         except (OSError, http.client.HTTPException) as exc:
+            if conn.aborted.is_set():
+                raise self._timeout() from None
             raise UserError(
                 f"Could not fetch the reference from {host} ({type(exc).__name__}); "
                 "check the URL and that the server is up"
             ) from None
         finally:
+            watchdog.cancel()
             conn.close()
 
-    def _read_capped(self, resp: http.client.HTTPResponse, deadline: float) -> bytes:
+    def _read_capped(
+        self, resp: http.client.HTTPResponse, deadline: float, aborted: threading.Event
+    ) -> bytes:
         cap = self.settings.max_ref_bytes
         declared = resp.getheader("Content-Length")
         if declared and declared.isdigit() and int(declared) > cap:
@@ -227,6 +247,14 @@ class ReferenceFetcher:
                 raise self._timeout()
             chunk = resp.read1(_CHUNK) if hasattr(resp, "read1") else resp.read(_CHUNK)
             if not chunk:
+                if aborted.is_set():  # the watchdog cut it: what was read is not the file
+                    raise self._timeout()
+                # read1 reports a connection closed before Content-Length as a normal end.
+                if resp.length:
+                    raise UserError(
+                        f"The reference server closed the connection after {size} of "
+                        f"{size + resp.length} bytes; check the URL or host the clip elsewhere"
+                    )
                 return b"".join(chunks)
             size += len(chunk)
             if size > cap:
@@ -250,24 +278,47 @@ def _shown(url: str) -> str:
     return repr(url[:80] + ("..." if len(url) > 80 else ""))
 
 
-class _PinnedHTTPConnection(http.client.HTTPConnection):
+class _Abortable:
+    """Remembers the raw socket so another thread can cut the exchange (`abort`)."""
+
+    _raw: socket.socket | None = None
+    aborted: threading.Event
+
+    def _open_raw(self, ip: str, port: int, timeout: float) -> socket.socket:
+        self._raw = socket.create_connection((ip, port), timeout)
+        if self.aborted.is_set():  # the deadline passed while connecting
+            self._raw.close()
+            raise TimeoutError
+        return self._raw
+
+    def abort(self) -> None:
+        self.aborted.set()
+        raw = self._raw
+        if raw is not None:
+            with contextlib.suppress(OSError):
+                raw.shutdown(socket.SHUT_RDWR)
+
+
+class _PinnedHTTPConnection(_Abortable, http.client.HTTPConnection):
     """Connects to the checked address while the Host header keeps the name."""
 
     def __init__(self, host: str, ip: str, port: int, timeout: float) -> None:
         super().__init__(host, port, timeout=timeout)
         self._ip = ip
+        self.aborted = threading.Event()
 
     def connect(self) -> None:
-        self.sock = socket.create_connection((self._ip, self.port), self.timeout)
+        self.sock = self._open_raw(self._ip, self.port, self.timeout)
 
 
-class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+class _PinnedHTTPSConnection(_Abortable, http.client.HTTPSConnection):
     """TLS to the checked address, with SNI and certificate checks for the host name."""
 
     def __init__(self, host: str, ip: str, port: int, timeout: float) -> None:
         super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
         self._ip = ip
+        self.aborted = threading.Event()
 
     def connect(self) -> None:
-        sock = socket.create_connection((self._ip, self.port), self.timeout)
+        sock = self._open_raw(self._ip, self.port, self.timeout)
         self.sock = self._context.wrap_socket(sock, server_hostname=self.host)  # type: ignore[attr-defined]

@@ -190,13 +190,14 @@ def rewrite_legacy(payload: dict[str, Any]) -> dict[str, Any]:
         if isinstance(local_voice, str) and "://" in local_voice:
             data.setdefault("ref_audio", local_voice)
         else:
-            if isinstance(local_voice, str):  # e.g. "voices/Narrator.wav" -> "narrator"
-                name = local_voice.rsplit("/", 1)[-1].lower()
-                local_voice = re.sub(r"\.(wav|mp3|flac|ogg|m4a)$", "", name)
-            data.setdefault("voice", local_voice)
+            data.setdefault("voice", _legacy_voice_id(local_voice))
     if "return_word_timings" in data:
         wanted = data.pop("return_word_timings")
         data.setdefault("words", wanted)
+        if wanted is False:
+            # The earlier worker made timing files only when asked; its clients often
+            # send timing_format regardless, which must not start an alignment.
+            data.pop("timing_format", None)
         if wanted is True and "subtitles" not in data and "timing_format" not in data:
             data["subtitles"] = ["srt"]  # the earlier system's default timing file
     if "timing_format" in data:
@@ -209,11 +210,20 @@ def rewrite_legacy(payload: dict[str, Any]) -> dict[str, Any]:
                 "whisperx alignment, so drop timing_method or set it to 'whisperx'"
             )
     if op == "voice.create":
-        if "voice_name" in data:
-            data.setdefault("voice_id", data.pop("voice_name"))
+        if "voice_name" in data:  # named like local_voice, so tts finds it under that name
+            data.setdefault("voice_id", _legacy_voice_id(data.pop("voice_name")))
         if "voice_file_url" in data:
             data.setdefault("ref_audio", data.pop("voice_file_url"))
     return data
+
+
+def _legacy_voice_id(name: Any) -> Any:
+    """The earlier worker's voice name or key as a voice id: "voices/Narrator.wav" ->
+    "narrator" (anything else is left for validation to refuse)."""
+    if not isinstance(name, str):
+        return name
+    name = name.rsplit("/", 1)[-1].lower()
+    return re.sub(r"\.(wav|mp3|flac|ogg|m4a)$", "", name)
 
 
 def parse_job(payload: Any, *, max_text_chars: int | None = None) -> Any:

@@ -50,7 +50,7 @@ ENV_VARS: dict[str, tuple[str, str, str]] = {
     "F5TTS_ALIGN_LANGUAGE": ("align_language", "en", "language of the alignment model"),
     "F5TTS_ASR_MODEL_DIR": (
         "asr_model_dir",
-        "(none)",
+        "$F5TTS_VOLUME/models/whisper-large-v3-turbo",
         "speech recogniser used when ref_text is missing",
     ),
     "F5TTS_MAX_TEXT_CHARS": ("max_text_chars", "5000", "longest `text` accepted"),

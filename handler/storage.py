@@ -142,7 +142,16 @@ class ObjectStore:
             listed = self.client.list_objects_v2(Bucket=self.bucket, Prefix=prefix)
             keys = [{"Key": o["Key"]} for o in listed.get("Contents", [])]
             if keys:
-                self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": keys})
+                done = self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": keys})
+                # A refused key is reported in the answer, not raised: never claim it gone.
+                refused = done.get("Errors") or []
+                if refused:
+                    code = refused[0].get("Code", "error")
+                    raise StorageError(
+                        f"Object storage refused to delete {len(refused)} of {len(keys)} "
+                        f"objects under {prefix} ({code}); give the credentials delete "
+                        "permission on the bucket and resubmit the job"
+                    )
             return len(keys)
 
         return self._call(f"delete {prefix}", delete)

@@ -94,3 +94,12 @@ def test_the_handler_loads_what_bootstrap_fetch_models_downloaded():
         {"F5TTS_MODEL_FILE": "a/b.safetensors", "F5TTS_MODEL_PATH": "/m.st"}
     )
     assert explicit.ckpt_file == Path("/m.st")
+
+
+def test_the_documented_speech_recogniser_folder_is_the_one_loaded():
+    from handler.asr import resolve_asr_dir
+
+    loaded = resolve_asr_dir(Settings.from_env({"F5TTS_VOLUME": "/v"}))
+    documented = ENV_VARS["F5TTS_ASR_MODEL_DIR"][1].replace("$F5TTS_VOLUME", "/v")
+    assert loaded == Path(documented)
+    assert f"`{ENV_VARS['F5TTS_ASR_MODEL_DIR'][1]}`" in doc_row("F5TTS_ASR_MODEL_DIR")

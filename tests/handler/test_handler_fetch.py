@@ -49,6 +49,22 @@ class Routes(BaseHTTPRequestHandler):
                 self.wfile.flush()
                 time.sleep(0.05)
             return
+        if self.path == "/cut-short":
+            self.send_response(200)
+            self.send_header("Content-Length", "10000")
+            self.end_headers()
+            self.wfile.write(PAYLOAD[:100])
+            self.close_connection = True
+            return
+        if self.path == "/drip-headers":
+            # Each byte arrives well inside the socket timeout; only a deadline on the
+            # whole exchange stops this.
+            self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+            for _ in range(60):
+                self.wfile.write(b"X")
+                self.wfile.flush()
+                time.sleep(0.05)
+            return
         status, headers, body = routes.get(self.path, (404, {}, b""))
         self.send_response(status)
         for k, v in {**headers, "Content-Length": str(len(body))}.items():
@@ -127,6 +143,18 @@ def test_slow_server_hits_the_time_limit(fetcher, origin):
         fetcher.fetch(f"{origin}/slow")
 
 
+def test_a_body_cut_short_of_its_content_length_is_not_taken_for_the_clip(fetcher, origin):
+    with pytest.raises(UserError, match="closed the connection after 100 of 10000 bytes"):
+        fetcher.fetch(f"{origin}/cut-short")
+
+
+def test_server_trickling_its_headers_hits_the_time_limit(fetcher, origin):
+    started = time.monotonic()
+    with pytest.raises(UserError, match="F5TTS_FETCH_TIMEOUT_S"):
+        fetcher.fetch(f"{origin}/drip-headers")
+    assert time.monotonic() - started < 2.0  # the limit is 1 s
+
+
 @pytest.mark.parametrize(
     "url",
     [
@@ -137,6 +165,7 @@ def test_slow_server_hits_the_time_limit(fetcher, origin):
         "https://192.168.0.1/a.wav",
         "https://169.254.169.254/latest/meta-data/",
         "https://[fd00:ec2::254]/latest",
+        "https://[fec0::1]/a.wav",
         "https://[::ffff:127.0.0.1]/a.wav",
         "https://100.64.0.1/a.wav",
         "https://224.0.0.1/a.wav",

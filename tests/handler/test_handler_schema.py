@@ -101,6 +101,20 @@ def test_earlier_upload_and_list_voices_map_to_voice_ops():
     assert isinstance(parse_job({"endpoint": "list_voices"}), VoiceListJob)
 
 
+def test_earlier_upload_name_matches_the_local_voice_that_uses_it():
+    up = parse_job(
+        {"endpoint": "upload", "voice_name": "Narrator", "voice_file_url": "https://x.org/a.wav"}
+    )
+    assert up.voice_id == parse_job({"text": "Hi", "local_voice": "Narrator"}).voice == "narrator"
+
+
+def test_earlier_timing_format_without_word_timings_asks_for_no_subtitles():
+    job = parse_job(
+        {"text": "Hi", "voice": "a", "return_word_timings": False, "timing_format": "srt"}
+    )
+    assert (job.words, job.subtitles) == (False, [])
+
+
 def test_earlier_download_op_explains_what_replaced_it():
     assert "presigned" in refused({"endpoint": "download", "job_id": "x"})
 

@@ -129,3 +129,27 @@ def test_missing_credentials_are_not_retried_and_name_the_variables(s3_settings,
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     with pytest.raises(StorageError, match="AWS_ACCESS_KEY_ID"):
         ObjectStore(s3_settings).put("k", b"x", "text/plain")
+
+
+class _DeleteRefused:
+    """A real client whose bulk delete answers 200 with every key refused, as S3 does
+    for credentials without s3:DeleteObject."""
+
+    def __init__(self, client):
+        self._client = client
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def delete_objects(self, Bucket, Delete):  # boto3 calls it with these names
+        errors = [{"Key": o["Key"], "Code": "AccessDenied"} for o in Delete["Objects"]]
+        return {"Errors": errors}
+
+
+def test_a_delete_the_store_refused_per_key_is_not_reported_as_done(s3_settings):
+    store = ObjectStore(s3_settings)
+    store.put("voices/anna/meta.json", b"{}", "application/json")
+    refusing = ObjectStore(s3_settings, client=_DeleteRefused(store.client))
+    with pytest.raises(StorageError, match="AccessDenied"):
+        refusing.delete_prefix("voices/anna/")
+    assert store.exists("voices/anna/meta.json")

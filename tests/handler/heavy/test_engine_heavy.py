@@ -64,6 +64,14 @@ def test_same_seed_gives_identical_samples_and_another_seed_differs(tiny_models,
     assert not np.array_equal(first, other)
 
 
+@pytest.mark.parametrize("text", ["", "   \n "])
+def test_text_with_nothing_to_speak_is_the_callers_error(tiny_models, tiny_engine, text):
+    from handler.errors import UserError
+
+    with pytest.raises(UserError, match="nothing to speak"):
+        tiny_engine.synthesize(tiny_models.reference(), text, SynthesisParams(nfe_step=2))
+
+
 def test_long_text_is_spoken_in_chunks_with_a_progress_call_after_each(tiny_models, tiny_engine):
     reference = tiny_models.reference()
     chunks = plan_chunks(
@@ -97,11 +105,6 @@ def test_double_speed_halves_the_duration(tiny_models, tiny_engine):
         reference, SHORT_TEXT, SynthesisParams(nfe_step=4, seed=7, speed=2.0)
     )
     assert fast.size / normal.size == pytest.approx(0.5, rel=0.1)
-
-
-def test_text_without_words_is_refused_in_one_sentence(tiny_models, tiny_engine):
-    with pytest.raises(ValueError, match="nothing to speak"):
-        tiny_engine.synthesize(tiny_models.reference(), "   ", FAST)
 
 
 def test_jobs_leave_no_temp_files_and_no_growth_of_f5_module_caches(
