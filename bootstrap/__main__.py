@@ -27,9 +27,12 @@ def _parser() -> argparse.ArgumentParser:
     finish = commands.add_parser("finish", help="leftovers, features, checks, ready marker")
     finish.add_argument("--prefix", type=Path, required=True)
     finish.add_argument("--env-id", required=True)
+    finish.add_argument("--lease-dir", type=Path, help="the env lease the caller holds")
+    finish.add_argument("--lease-token", help="the caller's token in that lease")
 
     gc = commands.add_parser("gc", help="delete envs and packages no worker needs")
     gc.add_argument("--dry-run", action="store_true", help="print the plan, delete nothing")
+    gc.add_argument("--lease-token", help="the env lease with this token is the caller's own")
 
     commands.add_parser("fetch-models", help="download the weights to the volume")
 
@@ -74,12 +77,13 @@ def run(argv: list[str]) -> int:
     if args.command == "finish":
         from bootstrap.finish import finish
 
-        finish(args.prefix, args.env_id, settings)
+        lease = (args.lease_dir, args.lease_token) if args.lease_dir else None
+        finish(args.prefix, args.env_id, settings, lease=lease)
     elif args.command == "gc":
         from bootstrap.gc import run_gc
 
         try:
-            run_gc(settings, dry_run=args.dry_run)
+            run_gc(settings, dry_run=args.dry_run, own_lease_token=args.lease_token)
         except OSError as exc:
             raise BootstrapError(
                 ExitCode.GC_FAILED,

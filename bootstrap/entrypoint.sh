@@ -282,6 +282,9 @@ realize_env() {
             rm -rf "$_lock_tmp"
             die 16 "micromamba could not realize $PREFIX from $F5TTS_LOCKFILE after $_attempt attempts (last exit $_rc, its reason is above): check the volume's free space and the network, and if a package's hash is wrong regenerate the lock with bootstrap/lock."
         fi
+        # The next `create -y` starts by deleting the prefix: if this attempt stalled
+        # long enough to be taken over, that prefix is now the new holder's build.
+        require_env_lease
         _backoff=$((1 << _attempt))
         [ "$_backoff" -le 30 ] || _backoff=30
         log "realize attempt $_attempt of $F5TTS_REALIZE_RETRIES failed (exit $_rc); retrying in ${_backoff}s"
@@ -311,7 +314,11 @@ save_activation() {
 }
 
 finish_env() {
-    run_bootstrap_python finish --prefix "$PREFIX" --env-id "$ENV_ID" && _rc=0 || _rc=$?
+    # finish re-checks the lease right before it writes the marker: a builder taken
+    # over while it stalled in this long step must not mark the new holder's build.
+    run_bootstrap_python finish --prefix "$PREFIX" --env-id "$ENV_ID" \
+        --lease-dir "$LEASE_DIR" --lease-token "$LEASE_TOKEN" && _rc=0 || _rc=$?
+    [ "$_rc" -eq 0 ] || require_env_lease
     # The Python stage printed its own sentence (cause and fix) above.
     [ "$_rc" -eq 0 ] ||
         die 18 "finishing the env failed (python -m bootstrap finish exited $_rc; its reason is above): fix that cause and restart, the next start rebuilds $PREFIX from scratch."
@@ -328,11 +335,13 @@ publish_env() {
         return 0
     fi
     _current=$(readlink "$ENVS/f5tts" 2>/dev/null) || _current=
+    # -f: the temp name may be left by a builder killed right here, and $$ repeats
+    # across containers (the entrypoint is often pid 1); -n: never follow it.
     if [ -n "$_current" ] && [ "$_current" != "f5tts-$ENV_ID" ]; then
-        ln -s "$_current" "$ENVS/.f5tts.previous.$$"
+        ln -sfn "$_current" "$ENVS/.f5tts.previous.$$"
         mv -T "$ENVS/.f5tts.previous.$$" "$ENVS/f5tts.previous"
     fi
-    ln -s "f5tts-$ENV_ID" "$ENVS/.f5tts.$$"
+    ln -sfn "f5tts-$ENV_ID" "$ENVS/.f5tts.$$"
     mv -T "$ENVS/.f5tts.$$" "$ENVS/f5tts"
 }
 
@@ -341,8 +350,11 @@ require_env_lease() {
         die 22 "this worker lost the env lease while building (its heartbeat stalled for over ${F5TTS_LEASE_STALE_S}s and another worker took over): it stops without marking or publishing anything and reuses the other worker's build on restart; if this repeats, the volume is stalling: raise F5TTS_LEASE_STALE_S."
 }
 
+# Runs while this worker still holds the env lease: a builder that took the lease
+# during gc could otherwise link from package dirs gc is deleting, or have its new
+# prefix renamed into the trash as "a crashed build" gc saw before it started.
 collect_garbage() {
-    run_bootstrap_python gc ||
+    run_bootstrap_python gc --lease-token "$LEASE_TOKEN" ||
         log "warning: python -m bootstrap gc failed (its reason is above); old envs stay on the volume until a later cold start collects them"
 }
 
@@ -362,18 +374,19 @@ build_env() {
     phase remove_crashed_build
     phase check_space
     phase realize_env
-    phase save_activation
     require_env_lease
+    phase save_activation
     phase finish_env
     require_env_lease
     phase publish_env
-    release_lease
     phase collect_garbage
+    release_lease
 }
 
 ensure_models() {
     [ "$F5TTS_FETCH_MODELS" = 1 ] || return 0
     ! models_ready || return 0
+    register_in_use
     acquire_lease models models_ready
     WAITED_CS=$((WAITED_CS + LEASE_WAITED_CS))
     [ "$LEASE_WAITED_FOR" = - ] || WAITED_FOR=$LEASE_WAITED_FOR
@@ -385,16 +398,22 @@ ensure_models() {
     release_lease
 }
 
+# Who runs what, so `bootstrap gc` keeps this prefix; $$ is the handler's pid after
+# exec, and the handler refreshes the record's mtime while it runs. Also written
+# before the models step, which can wait long and runs fetch-models from the prefix
+# while another image's builder may run gc; rewritten at exec (a fresh mtime).
+register_in_use() {
+    [ -d "$ENVS/.in-use/$ENV_ID" ] || mkdir -p "$ENVS/.in-use/$ENV_ID"
+    F5TTS_IN_USE_RECORD=$ENVS/.in-use/$ENV_ID/$HOST-$$
+    printf '{"env_id": "%s", "host": "%s", "pid": %s}\n' "$ENV_ID" "$HOST" "$$" >"$F5TTS_IN_USE_RECORD"
+}
+
 start_handler() {
     set +eu
     # shellcheck disable=SC1091
     . "$PREFIX/.f5tts/activate.sh"
     set -eu
-    # Who runs what, so `bootstrap gc` keeps this prefix; $$ is the handler's pid
-    # after exec, and the handler refreshes the record's mtime while it runs.
-    [ -d "$ENVS/.in-use/$ENV_ID" ] || mkdir -p "$ENVS/.in-use/$ENV_ID"
-    F5TTS_IN_USE_RECORD=$ENVS/.in-use/$ENV_ID/$HOST-$$
-    printf '{"env_id": "%s", "host": "%s", "pid": %s}\n' "$ENV_ID" "$HOST" "$$" >"$F5TTS_IN_USE_RECORD"
+    register_in_use
     : "${HF_HUB_OFFLINE:=1}"
     PYTHONUNBUFFERED=1
     F5TTS_ENV_ID=$ENV_ID

@@ -29,6 +29,7 @@ class ExitCode(IntEnum):
     STATUS_FAILED = 45  # the volume cannot be read for `status`
     LOCK_STALE = 46  # bootstrap/lock --check: inputs changed since the lock
     LOCK_TOOL = 47  # bootstrap/lock: a tool it needs is missing or failed
+    LEASE_LOST = 48  # finish: the env lease was taken over before the marker
 
 
 class BootstrapError(Exception):

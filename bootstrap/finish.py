@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bootstrap.errors import BootstrapError, ExitCode
+from bootstrap.lease import owner_token
 from bootstrap.lockfile import LockReport, file_sha256, require_valid, validate_lock
 from bootstrap.marker import EnvMarker, env_marker_path, write_marker
 from bootstrap.settings import Settings
@@ -211,7 +212,11 @@ def features_of(requirements_dir: Path) -> dict[str, Path]:
 
 
 def finish(
-    prefix: Path, env_id: str, settings: Settings, run: Runner = subprocess.run
+    prefix: Path,
+    env_id: str,
+    settings: Settings,
+    run: Runner = subprocess.run,
+    lease: tuple[Path, str | None] | None = None,
 ) -> EnvMarker:
     python = prefix / "bin" / "python"
     if not python.exists():
@@ -307,6 +312,15 @@ def finish(
         timings=timings,
         size_bytes=size,
     )
+    # A builder that stalled past F5TTS_LEASE_STALE_S may have been taken over while
+    # this step ran: the new holder is rebuilding this very prefix, which our marker
+    # would then declare ready. Checked last, right before the marker.
+    if lease is not None and owner_token(lease[0]) != lease[1]:
+        raise BootstrapError(
+            ExitCode.LEASE_LOST,
+            f"the env lease {lease[0]} is no longer this worker's (another worker took it "
+            "over while this one stalled), so no marker is written; restart the worker.",
+        )
     try:
         write_marker(env_marker_path(prefix), marker)
     except OSError as exc:

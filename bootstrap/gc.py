@@ -37,6 +37,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bootstrap.lease import owner_token
 from bootstrap.marker import read_env_marker
 from bootstrap.settings import ENV_NAME, Settings
 
@@ -200,11 +201,15 @@ def _conda_meta_packages(prefix: Path) -> frozenset[str]:
     return frozenset(stems)
 
 
-def _build_lease_held(leases_dir: Path) -> bool:
+def _build_lease_held(leases_dir: Path, own_token: str | None = None) -> bool:
+    """Whether another worker holds the env lease (the caller's own does not count)."""
     if not leases_dir.is_dir():
         return False
     return any(
-        p.is_dir() and ".takeover." not in p.name and p.name.startswith("env")
+        p.is_dir()
+        and ".takeover." not in p.name
+        and p.name.startswith("env")
+        and (own_token is None or owner_token(p) != own_token)
         for p in leases_dir.iterdir()
     )
 
@@ -213,7 +218,7 @@ def children(path: Path) -> list[Path]:
     return sorted(path.iterdir()) if path.is_dir() else []
 
 
-def observe(settings: Settings) -> VolumeState:
+def observe(settings: Settings, own_lease_token: str | None = None) -> VolumeState:
     envs = settings.envs_dir
     envs.mkdir(parents=True, exist_ok=True)
     now = volume_now(envs)
@@ -250,7 +255,7 @@ def observe(settings: Settings) -> VolumeState:
         active_id=link_target_id(settings.active_link),
         previous_id=link_target_id(settings.previous_link),
         in_use=tuple(in_use),
-        build_lease_held=_build_lease_held(settings.leases_dir),
+        build_lease_held=_build_lease_held(settings.leases_dir, own_lease_token),
         pkgs=tuple(pkgs),
         takeovers=tuple(takeovers),
         trash=tuple(children(envs / TRASH_NAME)),
@@ -300,8 +305,8 @@ def collect(deletions: Iterable[Deletion], settings: Settings, log=print) -> lis
     return failures
 
 
-def run_gc(settings: Settings, dry_run: bool = False) -> GcPlan:
-    state = observe(settings)
+def run_gc(settings: Settings, dry_run: bool = False, own_lease_token: str | None = None) -> GcPlan:
+    state = observe(settings, own_lease_token)
     policy = Policy(in_use_ttl_s=settings.in_use_ttl_s, grace_s=settings.gc_grace_s)
     plan = plan_gc(state, policy)
     for env_id, why in sorted(plan.kept.items()):

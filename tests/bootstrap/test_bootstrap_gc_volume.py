@@ -88,3 +88,14 @@ def test_dry_run_deletes_nothing(tmp_path, capsys):
     assert old.exists()
     assert [d.path for d in plan.deletions] == [old]
     assert "would delete prefix" in capsys.readouterr().out
+
+
+def test_the_callers_own_env_lease_does_not_count_as_another_build(tmp_path):
+    settings = Settings.from_env({"F5TTS_VOLUME": str(tmp_path)})
+    lease = settings.leases_dir / "env"
+    lease.mkdir(parents=True)
+    (lease / "owner").write_text("host=h\npid=1\ntoken=mine\n")
+
+    assert observe(settings, own_lease_token="mine").build_lease_held is False
+    assert observe(settings, own_lease_token="theirs").build_lease_held is True
+    assert observe(settings).build_lease_held is True

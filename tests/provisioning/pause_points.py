@@ -7,7 +7,9 @@ SIGKILL the worker exactly there. It hooks only public seams (subprocess, os.rep
 not bootstrap internals:
 - leftovers: the `pip install` of the leftovers is about to run;
 - verify: the isolated import check (`python -I -c ...`) is about to run;
-- marker: the marker's temp file is written and is about to be renamed into place.
+- marker: the marker's temp file is written and is about to be renamed into place;
+- gc: `bootstrap gc` is about to move a prefix into envs/.trash.
+`<phase>:<seconds>` pauses that long and then goes on (default: 600 s, for a kill).
 """
 
 import os
@@ -15,12 +17,12 @@ import subprocess
 import sys
 import time
 
-_PHASE = os.environ.get("F5TTS_TEST_PAUSE", "")
+_PHASE, _, _SECONDS = os.environ.get("F5TTS_TEST_PAUSE", "").partition(":")
 
 
 def _pause(phase: str) -> None:
     print(f"PAUSED {phase}", file=sys.stderr, flush=True)
-    time.sleep(600)
+    time.sleep(float(_SECONDS or 600))
 
 
 def _phase_of(cmd) -> str:
@@ -51,3 +53,13 @@ if _PHASE == "marker":
         _replace(src, dst, *rest, **kwargs)
 
     os.replace = _paused_replace
+
+if _PHASE == "gc":
+    _rename = os.rename
+
+    def _paused_rename(src, dst, *rest, **kwargs):
+        if os.sep + ".trash" + os.sep in str(dst):
+            _pause("gc")
+        _rename(src, dst, *rest, **kwargs)
+
+    os.rename = _paused_rename

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from pathlib import Path
 
-from tests.provisioning.deployment import Site
+from tests.provisioning.deployment import HERE, Site
 
 
 def plant_lease(site: Site, name: str = "env", token: str = "deadbeef") -> Path:
@@ -145,3 +146,80 @@ def test_builder_that_lost_its_lease_while_stalled_marks_and_publishes_nothing(s
     assert site.marked_prefixes() == []
     assert site.active() is None
     assert "token=feedface" in owner.read_text()  # the new holder's lease is left alone
+
+
+def test_builder_taken_over_during_the_finish_step_writes_no_marker(site: Site):
+    # The stall happens inside `python -m bootstrap finish`, after the entrypoint's own
+    # lease check: finish itself must see the takeover before it writes the marker.
+    shutil.copy(HERE / "pause_points.py", site.app / "sitecustomize.py")
+    builder = site.start(F5TTS_TEST_PAUSE="verify:2")
+    builder.wait_for_stderr("PAUSED verify")
+    owner = site.envs / ".leases" / "env" / "owner"
+    owner.write_text("host=other-machine\npid=4242\ntoken=feedface\n")
+
+    result = builder.result()
+
+    assert result.returncode == 22, result.stderr
+    assert site.marked_prefixes() == []
+    assert "is no longer this worker's" in result.stderr
+    assert "lost the env lease while building" in result.error_lines()[-1]
+    assert site.active() is None
+    assert "token=feedface" in owner.read_text()
+
+
+def test_gc_after_a_build_runs_while_the_builder_still_holds_the_lease(site: Site):
+    # Otherwise a builder of another image could take the lease while gc deletes
+    # package dirs it links from, or the prefix gc saw as a crashed build.
+    crashed = site.envs / "f5tts-0123456789ab"
+    (crashed / "conda-meta").mkdir(parents=True)
+    shutil.copy(HERE / "pause_points.py", site.app / "sitecustomize.py")
+    builder = site.start(F5TTS_TEST_PAUSE="gc:1")
+    builder.wait_for_stderr("PAUSED gc")
+
+    lease = site.envs / ".leases" / "env"
+    assert (lease / "owner").is_file()  # held by the builder: nobody else can build now
+
+    result = builder.result()
+    assert result.returncode == 0, result.stderr
+    assert not crashed.exists()
+    assert not lease.exists()
+
+
+def test_worker_waiting_for_the_models_lease_already_counts_as_using_its_env(site: Site):
+    # It runs fetch-models from its prefix next; a gc by another image's builder in
+    # the meantime must see the prefix in use.
+    assert site.run().returncode == 0
+    env_id = site.env_id()
+    for record in (site.envs / ".in-use" / env_id).iterdir():
+        record.unlink()
+    lease = plant_lease(site, name="models", token="alive")
+    with Heartbeat(lease, "alive"):
+        waiter = site.start(F5TTS_FETCH_MODELS="1", F5TTS_LEASE_WAIT_MAX_S="30")
+        records_dir = site.envs / ".in-use" / env_id
+        deadline = time.monotonic() + 5
+        while not any(records_dir.iterdir()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+        assert waiter.process.poll() is None, waiter.stderr()  # still waiting for the lease
+        assert len(list(records_dir.iterdir())) == 1
+        waiter.kill_container()
+
+
+def test_builder_taken_over_during_a_failing_attempt_does_not_retry_over_the_new_build(
+    site: Site,
+):
+    # A retry's `micromamba create -y` deletes the prefix first: after a takeover that
+    # prefix is the new holder's work in progress.
+    builder = site.start(
+        MICROMAMBA_DOUBLE_PAUSE="link:2", MICROMAMBA_DOUBLE_FAIL="link", F5TTS_REALIZE_RETRIES="2"
+    )
+    builder.wait_for_stderr("PAUSED link")
+    owner = site.envs / ".leases" / "env" / "owner"
+    owner.write_text("host=other-machine\npid=4242\ntoken=feedface\n")
+
+    result = builder.result()
+
+    assert result.returncode == 22, result.stderr
+    assert site.realizations() == 1
+    assert "lost the env lease while building" in result.error_lines()[-1]
+    assert "token=feedface" in owner.read_text()

@@ -4,10 +4,12 @@ is never run (docs/architecture.md, "Life of a prefix")."""
 from __future__ import annotations
 
 import shutil
+import subprocess
 
 import pytest
 
 from tests.provisioning.deployment import HERE, Site
+from tests.support.lockfiles import DEFAULT_SPECS, LockBundle, write_lock
 
 # phase -> how the worker is stopped there: the micromamba double's own pause for the
 # conda part, tests/provisioning/pause_points.py for the Python stage.
@@ -43,3 +45,33 @@ def test_builder_killed_during_phase_is_rebuilt_by_the_next_start(site: Site, ph
     assert site.realizations() == 2
     assert site.marked_prefixes() == [prefix]
     assert not (site.envs / ".leases" / "env").exists()
+
+
+def test_publish_temp_links_left_by_a_builder_killed_with_the_same_pid_do_not_block_publishing(
+    site: Site, cuda_lock: LockBundle
+):
+    # The entrypoint is pid 1 in every container: a builder killed between `ln -s`
+    # and `mv` leaves .f5tts.1, the next container's pid. Launched through a shell
+    # that plants them for its own pid, then execs the entrypoint under that pid.
+    first = site.env_id()
+    assert site.run().returncode == 0
+    specs = tuple(s for s in DEFAULT_SPECS if s != "prefix-probe")
+    second = site.use_lock(write_lock(cuda_lock.channel, site.root / "b", specs=specs).lockfile)
+    entrypoint = site.app / "bootstrap" / "entrypoint.sh"
+    plant = (
+        'ln -s f5tts-gone "$1/.f5tts.$$" && ln -s f5tts-gone "$1/.f5tts.previous.$$" && exec "$2"'
+    )
+
+    done = subprocess.run(
+        ["sh", "-c", plant, "sh", str(site.envs), str(entrypoint)],
+        env=site.env,
+        cwd=site.root,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert site.active() == f"f5tts-{second}"
+    assert site.previous() == f"f5tts-{first}"
