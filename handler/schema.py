@@ -168,6 +168,15 @@ _JOB = TypeAdapter(Job)
 OPS = ("tts", "voice.create", "voice.list", "voice.get", "voice.delete", "info")
 
 
+def _lax_bool(value: Any) -> Any:
+    """ "true", 1, "no"... as pydantic reads a bool field, so the legacy rules below see
+    what the `words` field will; anything else is left for validation to refuse."""
+    try:
+        return TypeAdapter(bool).validate_python(value)
+    except ValidationError:
+        return value
+
+
 def rewrite_legacy(payload: dict[str, Any]) -> dict[str, Any]:
     """Maps the earlier system's field names onto the current ones (pure)."""
     data = dict(payload)
@@ -192,7 +201,7 @@ def rewrite_legacy(payload: dict[str, Any]) -> dict[str, Any]:
         else:
             data.setdefault("voice", _legacy_voice_id(local_voice))
     if "return_word_timings" in data:
-        wanted = data.pop("return_word_timings")
+        wanted = _lax_bool(data.pop("return_word_timings"))
         data.setdefault("words", wanted)
         if wanted is False:
             # The earlier worker made timing files only when asked; its clients often

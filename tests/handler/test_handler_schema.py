@@ -115,6 +115,15 @@ def test_earlier_timing_format_without_word_timings_asks_for_no_subtitles():
     assert (job.words, job.subtitles) == (False, [])
 
 
+def test_earlier_word_timing_flags_sent_as_strings_mean_the_same_as_booleans():
+    asked = parse_job({"text": "Hi", "voice": "a", "return_word_timings": "true"})
+    assert (asked.words, asked.subtitles) == (True, ["srt"])
+    declined = parse_job(
+        {"text": "Hi", "voice": "a", "return_word_timings": "false", "timing_format": "srt"}
+    )
+    assert (declined.words, declined.subtitles) == (False, [])
+
+
 def test_earlier_download_op_explains_what_replaced_it():
     assert "presigned" in refused({"endpoint": "download", "job_id": "x"})
 
