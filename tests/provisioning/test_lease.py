@@ -19,6 +19,13 @@ def plant_lease(site: Site, name: str = "env", token: str = "deadbeef") -> Path:
     return lease
 
 
+def hand_lease_to_another_machine(site: Site) -> Path:
+    """What a takeover by another machine leaves in the running builder's lease."""
+    owner = site.envs / ".leases" / "env" / "owner"
+    owner.write_text("host=other-machine\npid=4242\ntoken=feedface\n")
+    return owner
+
+
 class Heartbeat:
     """Rewrites a planted lease's heartbeat like a live holder's background loop."""
 
@@ -136,8 +143,7 @@ def test_builder_that_lost_its_lease_while_stalled_marks_and_publishes_nothing(s
     builder = site.start(MICROMAMBA_DOUBLE_PAUSE="link:2")
     builder.wait_for_stderr("PAUSED link")
     # Meanwhile another machine judged the stalled builder dead and took the lease.
-    owner = site.envs / ".leases" / "env" / "owner"
-    owner.write_text("host=other-machine\npid=4242\ntoken=feedface\n")
+    owner = hand_lease_to_another_machine(site)
 
     result = builder.result()
 
@@ -154,8 +160,7 @@ def test_builder_taken_over_during_the_finish_step_writes_no_marker(site: Site):
     shutil.copy(HERE / "pause_points.py", site.app / "sitecustomize.py")
     builder = site.start(F5TTS_TEST_PAUSE="verify:2")
     builder.wait_for_stderr("PAUSED verify")
-    owner = site.envs / ".leases" / "env" / "owner"
-    owner.write_text("host=other-machine\npid=4242\ntoken=feedface\n")
+    owner = hand_lease_to_another_machine(site)
 
     result = builder.result()
 
@@ -214,8 +219,7 @@ def test_builder_taken_over_during_a_failing_attempt_does_not_retry_over_the_new
         MICROMAMBA_DOUBLE_PAUSE="link:2", MICROMAMBA_DOUBLE_FAIL="link", F5TTS_REALIZE_RETRIES="2"
     )
     builder.wait_for_stderr("PAUSED link")
-    owner = site.envs / ".leases" / "env" / "owner"
-    owner.write_text("host=other-machine\npid=4242\ntoken=feedface\n")
+    owner = hand_lease_to_another_machine(site)
 
     result = builder.result()
 
