@@ -261,3 +261,16 @@ def test_a_model_name_without_published_weights_is_refused_with_the_settings_to_
         )
     message = caught.value.message
     assert "MyFineTune" in message and "F5TTS_MODEL_FILE" in message and "\n" not in message
+
+
+@pytest.mark.heavy  # whisperx imports torch
+def test_the_catalogue_is_whisperx_own_default_model_per_language():
+    from bootstrap.models import plan_alignment, whisperx_align_catalogue
+
+    catalogue = whisperx_align_catalogue()
+    planned = plan_alignment(["en", "fr", "ja"], catalogue)
+    assert [(m.kind, m.name) for m in planned] == [
+        ("torchaudio", "WAV2VEC2_ASR_BASE_960H"),
+        ("torchaudio", "VOXPOPULI_ASR_BASE_10K_FR"),
+        ("huggingface", "jonatasgrosman/wav2vec2-large-xlsr-53-japanese"),
+    ]
