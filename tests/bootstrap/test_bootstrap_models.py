@@ -220,17 +220,25 @@ def test_the_alignment_model_of_every_configured_language_is_fetched(tmp_path):
     assert marker.features["alignment"]
 
 
-def test_a_language_whisperx_has_no_model_for_is_refused_with_a_sentence(tmp_path):
+def refusal(tmp_path, with_alignment: bool, **environ) -> str:
+    """The sentence fetch-models refuses these settings with, before any download."""
+    hub = FakeHub()
     with pytest.raises(BootstrapError) as caught:
         fetch_models(
             settings_for(tmp_path),
-            FakeHub(),
-            with_alignment=True,
+            hub,
+            with_alignment=with_alignment,
             log=lambda _: None,
-            environ={"F5TTS_ALIGN_LANGUAGES": "en,xx"},
+            environ=environ,
             align_catalogue=lambda: CATALOGUE,
         )
-    assert "xx" in caught.value.message and "F5TTS_ALIGN_LANGUAGES" in caught.value.message
+    assert hub.fetched == [] and caught.value.code == ExitCode.SETTINGS
+    return caught.value.message
+
+
+def test_a_language_whisperx_has_no_model_for_is_refused_with_a_sentence(tmp_path):
+    message = refusal(tmp_path, True, F5TTS_ALIGN_LANGUAGES="en,xx")
+    assert "xx" in message and "F5TTS_ALIGN_LANGUAGES" in message
 
 
 def test_a_model_whose_weights_live_in_another_repository_is_fetched_from_there(tmp_path):
@@ -251,15 +259,7 @@ def test_a_model_whose_weights_live_in_another_repository_is_fetched_from_there(
 
 
 def test_a_model_name_without_published_weights_is_refused_with_the_settings_to_give(tmp_path):
-    with pytest.raises(BootstrapError) as caught:
-        fetch_models(
-            settings_for(tmp_path),
-            FakeHub(),
-            with_alignment=False,
-            log=lambda _: None,
-            environ={"F5TTS_MODEL": "MyFineTune"},
-        )
-    message = caught.value.message
+    message = refusal(tmp_path, False, F5TTS_MODEL="MyFineTune")
     assert "MyFineTune" in message and "F5TTS_MODEL_FILE" in message and "\n" not in message
 
 

@@ -13,21 +13,11 @@ import requests
 from handler.errors import UserError
 from handler.jobs import JobRunner, Models
 from handler.storage import ObjectStore
-from tests.handler.doubles import EvenAligner, FixedTranscriber, SineEngine
+from tests.handler.doubles import SineEngine
 
 
 def data_uri(wav: bytes) -> str:
     return "data:audio/wav;base64," + base64.b64encode(wav).decode()
-
-
-@pytest.fixture
-def models():
-    return Models(SineEngine(), EvenAligner(), FixedTranscriber())
-
-
-@pytest.fixture
-def inline_runner(make_settings, models):
-    return JobRunner(make_settings(), models, None)
 
 
 @pytest.fixture

@@ -29,14 +29,10 @@ from tests.handler.doubles import EvenAligner, FixedTranscriber, SineEngine, dou
 MAX_ERROR_CHARS = 600
 
 
-@pytest.fixture
-def models():
-    return Models(SineEngine(), EvenAligner(), FixedTranscriber())
-
-
-@pytest.fixture
-def inline_runner(make_settings, models):
-    return JobRunner(make_settings(), models, None)
+def tts(runner: JobRunner, reference_wav: bytes, **fields) -> dict:
+    """A tts job on a base64 reference clip with its transcript."""
+    clip = base64.b64encode(reference_wav).decode()
+    return runner.run("j", {"ref_audio_base64": clip, "ref_text": "R.", **fields})
 
 
 def sdk_error(runner: JobRunner, job_input) -> str:
@@ -204,15 +200,7 @@ def test_srt_cue_text_cannot_end_the_cue_or_open_a_tag():
 
 
 def test_inline_ass_starts_with_the_bom_the_docs_promise(inline_runner, reference_wav):
-    out = inline_runner.run(
-        "j",
-        {
-            "text": "Hi there.",
-            "ref_audio_base64": base64.b64encode(reference_wav).decode(),
-            "ref_text": "R.",
-            "subtitles": ["ass"],
-        },
-    )
+    out = tts(inline_runner, reference_wav, text="Hi there.", subtitles=["ass"])
     assert out["subtitles"]["ass"]["text"].startswith("\ufeff[Script Info]")
 
 
@@ -288,14 +276,6 @@ def test_a_language_the_worker_was_not_set_up_for_names_the_setting(make_setting
 
 
 def test_word_times_are_float_seconds_inside_the_audio(inline_runner, reference_wav):
-    out = inline_runner.run(
-        "j",
-        {
-            "text": "One two.",
-            "ref_audio_base64": base64.b64encode(reference_wav).decode(),
-            "ref_text": "R.",
-            "words": True,
-        },
-    )
+    out = tts(inline_runner, reference_wav, text="One two.", words=True)
     assert all(isinstance(w["start"], float) for w in out["words"])
     assert np.isclose(out["words"][-1]["end"], out["audio"]["duration_s"], atol=0.01)

@@ -13,9 +13,9 @@ import requests
 
 from handler import script
 from handler.errors import UserError
-from handler.jobs import JobRunner, Models
+from handler.jobs import JobRunner
 from handler.schema import parse_job
-from tests.handler.doubles import SECONDS_PER_CHAR, EvenAligner, FixedTranscriber, SineEngine
+from tests.handler.doubles import SECONDS_PER_CHAR, SineEngine
 from tests.handler.local_api import LocalApi, s3_env, worker_env
 
 RATE = SineEngine.sample_rate
@@ -113,11 +113,6 @@ def test_join_lays_segments_end_to_end_with_their_pauses():
 
 
 # -- end to end ------------------------------------------------------------------
-@pytest.fixture
-def models():
-    return Models(SineEngine(), EvenAligner(), FixedTranscriber())
-
-
 @pytest.fixture
 def runner(make_settings, models, reference_wav):
     runner = JobRunner(make_settings(), models, None)
