@@ -355,12 +355,14 @@ class JobRunner:
             "sample_rate": self.models.engine.sample_rate,
             "features": {
                 "word_timings": self.models.aligner is not None,
+                "word_timing_languages": list(self.settings.align_language_list),
                 "transcription": self.models.transcriber is not None,
                 "storage": "s3" if s.s3_bucket else "inline",
             },
             "notes": self.models.notes,
             "limits": {
                 "max_text_chars": s.max_text_chars,
+                "max_segments": s.max_segments,
                 "max_ref_seconds": s.max_ref_seconds,
                 "max_ref_bytes": s.max_ref_bytes,
                 "max_inline_bytes": s.max_inline_bytes,

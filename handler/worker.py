@@ -72,9 +72,7 @@ def warm_up(models: Models) -> None:
         path = Path(tmp) / "ref.wav"
         audio.write_wav(path, tone, rate)
         reference = PreparedReference(path, "A short tone.", 1.5)
-        wave = models.engine.synthesize(
-            reference, WARMUP_TEXT, SynthesisParams(nfe_step=8, seed=0)
-        )
+        wave = models.engine.synthesize(reference, WARMUP_TEXT, SynthesisParams(nfe_step=8, seed=0))
     if models.aligner is not None:
         try:
             models.aligner.align(np.asarray(wave, dtype=np.float32), rate, WARMUP_TEXT)

@@ -194,7 +194,13 @@ def test_info_reports_env_marker_features_and_versions(make_settings, models, tm
     )
     out = JobRunner(make_settings(env_prefix=prefix), models, None).run("j", {"op": "info"})
     assert out["env_id"] == "abc123" and out["env"]["features"] == ["whisperx"]
-    assert out["features"] == {"word_timings": True, "transcription": True, "storage": "inline"}
+    assert out["features"] == {
+        "word_timings": True,
+        "word_timing_languages": ["en"],
+        "transcription": True,
+        "storage": "inline",
+    }
+    assert out["limits"]["max_segments"] == 50
     assert out["versions"]["runpod"] == "1.12.0" and out["model"] == "sine-double"
 
 
