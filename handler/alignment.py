@@ -248,13 +248,35 @@ def _keep_sentence_split_offline(alignment_module: Any) -> None:
     alignment_module.nltk_load = load
 
 
-def try_load_aligner(settings: Any) -> tuple[WhisperxAligner | None, str | None]:
+def align_model_source(settings: Any, language: str) -> tuple[str | None, str | None]:
+    """(model_name, cache_dir) for whisperx.load_align_model in `language`.
+
+    F5TTS_ALIGN_MODEL_DIR (align_model_dir) serves the default language only: either
+    a Hugging Face wav2vec2 CTC model directory (has config.json), or a cache directory
+    handed to whisperx as its model_dir. Otherwise a folder that `bootstrap
+    fetch-models` filled, $F5TTS_VOLUME/models/align/<language>, or whisperx's own
+    default for the language (torchaudio's bundles land in TORCH_HOME).
+    """
+    default = getattr(settings, "align_language", None) or "en"
+    model_dir = getattr(settings, "align_model_dir", None)
+    if model_dir and language == default:
+        if (Path(model_dir) / "config.json").is_file():
+            return str(model_dir), None
+        return None, str(model_dir)
+    volume = getattr(settings, "volume", None)
+    fetched = Path(volume) / "models/align" / language if volume else None
+    if fetched is not None and (fetched / "config.json").is_file():
+        return str(fetched), None
+    return None, None
+
+
+def try_load_aligner(
+    settings: Any, language: str | None = None
+) -> tuple[WhisperxAligner | None, str | None]:
     """(aligner, None), or (None, a sentence saying why timings are unavailable).
 
-    Reads settings.align_language ("en"), align_model_dir and device. align_model_dir
-    is either a Hugging Face wav2vec2 CTC model directory (has config.json), loaded
-    from there, or a cache directory handed to whisperx as its model_dir (torchaudio's
-    English default lands there); unset, whisperx uses its own caches.
+    Reads settings.align_language ("en", the language when none is given),
+    align_model_dir, volume and device (see align_model_source).
     """
     try:
         import whisperx
@@ -266,14 +288,8 @@ def try_load_aligner(settings: Any) -> tuple[WhisperxAligner | None, str | None]
         )
     from handler.engine import pick_device
 
-    language = getattr(settings, "align_language", None) or "en"
-    model_dir = getattr(settings, "align_model_dir", None)
-    model_name = None
-    cache_dir = None
-    if model_dir and (Path(model_dir) / "config.json").is_file():
-        model_name = str(model_dir)
-    elif model_dir:
-        cache_dir = str(model_dir)
+    language = language or getattr(settings, "align_language", None) or "en"
+    model_name, cache_dir = align_model_source(settings, language)
     device = pick_device(getattr(settings, "device", None))
     _keep_sentence_split_offline(whisperx_alignment)
     try:
@@ -281,17 +297,32 @@ def try_load_aligner(settings: Any) -> tuple[WhisperxAligner | None, str | None]
             language, device, model_name=model_name, model_dir=cache_dir
         )
     except Exception as error:  # whisperx raises bare ValueErrors, torch OSErrors
+        where = model_name or cache_dir or "the whisperx default"
         return None, (
             f"word timings are unavailable because the {language} alignment model did not "
-            f"load from {model_dir or 'the whisperx default'} ({error}); run "
-            "`python -m bootstrap fetch-models` or fix the align_model_dir setting."
+            f"load from {where} ({str(error)[:200]}); run `python -m bootstrap fetch-models` "
+            "with this language in F5TTS_ALIGN_LANGUAGES, or fix F5TTS_ALIGN_MODEL_DIR."
         )
     return WhisperxAligner(model, metadata, device, language), None
 
 
 def load_aligner(settings: Any) -> WhisperxAligner | None:
-    """The aligner, or None (with the reason logged) when timings are unavailable."""
+    """The default language's aligner, or None (the reason logged) when unavailable."""
     aligner, reason = try_load_aligner(settings)
     if reason:
         log.warning(reason)
     return aligner
+
+
+def language_loader(settings: Any):
+    """Loads the aligner of another language on first use; failures are sentences."""
+    from handler.errors import UserError
+
+    def load(language: str) -> WhisperxAligner:
+        aligner, reason = try_load_aligner(settings, language)
+        if aligner is None:
+            raise UserError(str(reason))
+        log.info("loaded the %s alignment model", language)
+        return aligner
+
+    return load

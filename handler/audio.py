@@ -1,13 +1,22 @@
 """Audio in and out through the ffmpeg executable (the conda env ships it).
 
 Decoding accepts anything ffmpeg reads and always yields mono float32 at the rate
-asked for; encoding writes the output formats the API offers. A subprocess keeps
-codec crashes out of the worker and needs no Python audio stack.
+asked for; encoding writes the output formats the API offers; `normalize_loudness`
+brings speech to a target loudness. A subprocess keeps codec crashes out of the
+worker and needs no Python audio stack.
+
+Encoders write to a seekable file, never to a pipe: after the last frame the mp3
+muxer seeks back to write the Xing/LAME header (encoder delay and padding, which
+decoders need to play the exact length), the flac muxer its STREAMINFO sample count,
+and MP4 (aac) its index. Raw ADTS AAC cannot signal the encoder delay at all, so
+`aac` is AAC-LC in an MP4 (.m4a) container.
 """
 
 from __future__ import annotations
 
 import io
+import json
+import math
 import shutil
 import subprocess
 import tempfile
@@ -19,13 +28,35 @@ import numpy as np
 
 from handler.errors import UserError
 
-# format -> (ffmpeg muxer, codec args, Content-Type)
-ENCODINGS: dict[str, tuple[str, list[str], str]] = {
-    "wav": ("wav", ["-c:a", "pcm_s16le"], "audio/wav"),
-    "flac": ("flac", ["-c:a", "flac"], "audio/flac"),
-    "mp3": ("mp3", ["-c:a", "libmp3lame", "-b:a", "128k"], "audio/mpeg"),
-    "ogg": ("ogg", ["-c:a", "libopus", "-b:a", "64k"], "audio/ogg"),
+
+@dataclass(frozen=True)
+class Encoding:
+    muxer: str  # ffmpeg -f
+    codec: tuple[str, ...]
+    content_type: str
+    extension: str
+    bytes_per_second: float  # for estimates; a floor for the compressed ones
+
+
+# format -> how it is written (docs/api.md lists the same)
+ENCODINGS: dict[str, Encoding] = {
+    "wav": Encoding("wav", ("-c:a", "pcm_s16le"), "audio/wav", "wav", 0),
+    "flac": Encoding("flac", ("-c:a", "flac"), "audio/flac", "flac", 0),
+    "mp3": Encoding("mp3", ("-c:a", "libmp3lame", "-b:a", "128k"), "audio/mpeg", "mp3", 16000),
+    "ogg": Encoding("ogg", ("-c:a", "libopus", "-b:a", "64k"), "audio/ogg", "ogg", 8000),
+    "aac": Encoding(
+        "ipod",
+        ("-c:a", "aac", "-b:a", "128k", "-movflags", "+faststart"),
+        "audio/mp4",
+        "m4a",
+        16000,
+    ),
+    "pcm": Encoding("s16le", ("-c:a", "pcm_s16le"), "audio/pcm", "pcm", 0),
 }
+# Uncompressed formats: 16-bit mono; flac keeps at least about half of that on speech.
+PCM_SHARE = {"wav": 1.0, "pcm": 1.0, "flac": 0.4}
+LOUDNESS_TRUE_PEAK_DB = -1.5
+LOUDNESS_RANGE_LU = 11.0
 _TIMEOUT_S = 120
 
 
@@ -52,10 +83,10 @@ def ffmpeg() -> str:
     return found
 
 
-def _run(args: list[str], stdin: bytes | None, what: str) -> bytes:
+def _ffmpeg_process(args: list[str], stdin: bytes | None, what: str) -> subprocess.CompletedProcess:
     try:
         proc = subprocess.run(
-            [ffmpeg(), "-hide_banner", "-loglevel", "error", "-nostdin", *args],
+            [ffmpeg(), "-hide_banner", "-nostdin", *args],
             input=stdin,
             capture_output=True,
             timeout=_TIMEOUT_S,
@@ -67,7 +98,21 @@ def _run(args: list[str], stdin: bytes | None, what: str) -> bytes:
         detail = proc.stderr.decode("utf-8", "replace").strip().splitlines()
         last = detail[-1][:200] if detail else f"exit status {proc.returncode}"
         raise _FfmpegFailed(last)
-    return proc.stdout
+    return proc
+
+
+def _run(args: list[str], stdin: bytes | None, what: str) -> bytes:
+    return _ffmpeg_process(["-loglevel", "error", *args], stdin, what).stdout
+
+
+def _run_both(args: list[str], stdin: bytes) -> tuple[bytes, str]:
+    """stdout and stderr of a run whose filter reports on stderr (loudnorm, at info)."""
+    proc = _ffmpeg_process(["-loglevel", "info", *args], stdin, "normalise the loudness")
+    return proc.stdout, proc.stderr.decode("utf-8", "replace")
+
+
+def _run_stderr(args: list[str], stdin: bytes) -> str:
+    return _run_both(args, stdin)[1]
 
 
 def decode(data: bytes, sample_rate: int, max_seconds: float, *, what: str = "audio") -> np.ndarray:
@@ -123,42 +168,97 @@ def encode(
     """Encodes mono float samples; resamples when `sample_rate` differs from the source."""
     if fmt not in ENCODINGS:
         raise UserError(f"Unknown audio format {fmt!r}; use one of {', '.join(ENCODINGS)}")
-    muxer, codec, content_type = ENCODINGS[fmt]
+    encoding = ENCODINGS[fmt]
     rate = sample_rate or source_rate
     pcm = np.clip(np.asarray(samples, dtype=np.float32).reshape(-1), -1.0, 1.0)
-    if fmt == "wav" and rate == source_rate:
+    duration = round(pcm.size / source_rate, 3)
+    if fmt in ("wav", "pcm") and rate == source_rate:
         # PCM needs no codec: writing it here saves an ffmpeg start (~20 ms per job).
-        data = _pcm16_wav(pcm, rate)
-        return Encoded(data, fmt, content_type, rate, round(pcm.size / source_rate, 3))
+        data = _pcm16_wav(pcm, rate) if fmt == "wav" else _pcm16(pcm)
+        return Encoded(data, fmt, encoding.content_type, rate, duration)
+    with tempfile.TemporaryDirectory(prefix="f5tts-out-") as tmp:
+        target = Path(tmp) / f"audio.{encoding.extension}"
+        try:
+            _run(
+                [
+                    *("-f", "f32le", "-ar", str(source_rate), "-ac", "1", "-i", "pipe:0"),
+                    *("-ar", str(rate), *encoding.codec, "-f", encoding.muxer, "-y", str(target)),
+                ],
+                pcm.astype("<f4").tobytes(),
+                f"encode {fmt}",
+            )
+        except _FfmpegFailed as exc:
+            raise UserError(
+                f"This ffmpeg build cannot encode {fmt} at {rate} Hz (ffmpeg: {exc}); "
+                "choose another format or sample_rate"
+            ) from None
+        data = target.read_bytes()
+    return Encoded(data, fmt, encoding.content_type, rate, duration)
+
+
+def estimated_bytes(fmt: str, seconds: float, rate: int) -> int:
+    """A floor of the encoded size: refusing on it never refuses what would fit."""
+    if fmt in PCM_SHARE:
+        return int(seconds * rate * 2 * PCM_SHARE[fmt])
+    return int(seconds * ENCODINGS[fmt].bytes_per_second)
+
+
+def _loudnorm(target_lufs: float, measured: dict[str, str] | None = None) -> str:
+    args = f"loudnorm=I={target_lufs:g}:TP={LOUDNESS_TRUE_PEAK_DB:g}:LRA={LOUDNESS_RANGE_LU:g}"
+    if measured is not None:
+        args += (
+            f":measured_I={measured['input_i']}:measured_TP={measured['input_tp']}"
+            f":measured_LRA={measured['input_lra']}:measured_thresh={measured['input_thresh']}"
+            f":offset={measured['target_offset']}:linear=true"
+        )
+    return args + ":print_format=json"
+
+
+def _loudnorm_report(stderr: str) -> dict[str, str]:
+    """The JSON object loudnorm prints last on stderr."""
+    start = stderr.rfind("{")
     try:
-        data = _run(
-            [
-                "-f",
-                "f32le",
-                "-ar",
-                str(source_rate),
-                "-ac",
-                "1",
-                "-i",
-                "pipe:0",
-                "-ar",
-                str(rate),
-                *codec,
-                "-f",
-                muxer,
-                "pipe:1",
-            ],
-            pcm.astype("<f4").tobytes(),
-            f"encode {fmt}",
+        report = json.loads(stderr[start : stderr.rindex("}") + 1])
+    except ValueError:
+        raise _FfmpegFailed("loudnorm printed no measurement") from None
+    return {str(k): str(v) for k, v in report.items()}
+
+
+def plan_second_pass(measured: dict[str, str]) -> bool:
+    """Whether the second pass can run: silence measures -inf and has nothing to raise."""
+    try:
+        return all(math.isfinite(float(measured[k])) for k in ("input_i", "input_tp"))
+    except (KeyError, ValueError):
+        return False
+
+
+def normalize_loudness(
+    samples: np.ndarray, rate: int, target_lufs: float
+) -> tuple[np.ndarray, float | None]:
+    """EBU R128 normalisation with ffmpeg's loudnorm in two passes (measure, then apply
+    linearly, true-peak limited to LOUDNESS_TRUE_PEAK_DB); same length and rate.
+    Returns the samples and the loudness loudnorm reports for them (None: silence)."""
+    pcm = np.asarray(samples, dtype="<f4").reshape(-1).tobytes()
+    source = ["-f", "f32le", "-ar", str(rate), "-ac", "1", "-i", "pipe:0"]
+    try:
+        first = _run_stderr([*source, "-af", _loudnorm(target_lufs), "-f", "null", "-"], pcm)
+        measured = _loudnorm_report(first)
+        if not plan_second_pass(measured):
+            return np.asarray(samples, dtype=np.float32), None
+        # loudnorm works at 192 kHz inside; aresample brings it back to our rate.
+        chain = f"{_loudnorm(target_lufs, measured)},aresample={rate}"
+        out, second = _run_both(
+            [*source, "-af", chain, "-f", "f32le", "-ar", str(rate), "-ac", "1", "pipe:1"], pcm
         )
     except _FfmpegFailed as exc:
         raise UserError(
-            f"This ffmpeg build cannot encode {fmt} at {rate} Hz (ffmpeg: {exc}); "
-            "choose another format or sample_rate"
+            f"Loudness normalisation failed (ffmpeg: {exc}); resubmit without normalize"
         ) from None
-    if fmt == "wav":
-        data = _fix_wav_sizes(data)
-    return Encoded(data, fmt, content_type, rate, round(pcm.size / source_rate, 3))
+    normalized = np.frombuffer(out, dtype="<f4").astype(np.float32)
+    # The filter keeps the length; pin it exactly so word times stay true.
+    normalized = np.pad(normalized, (0, max(0, samples.size - normalized.size)))[: samples.size]
+    reached = _loudnorm_report(second).get("output_i")
+    return normalized, float(reached) if reached not in (None, "-inf", "inf") else None
 
 
 def write_wav(path: Path, samples: np.ndarray, sample_rate: int) -> None:
@@ -171,21 +271,9 @@ def _pcm16_wav(pcm: np.ndarray, rate: int) -> bytes:
         out.setnchannels(1)
         out.setsampwidth(2)
         out.setframerate(rate)
-        out.writeframes(np.round(pcm * 32767.0).astype("<i2").tobytes())
+        out.writeframes(_pcm16(pcm))
     return buf.getvalue()
 
 
-def _fix_wav_sizes(data: bytes) -> bytes:
-    """ffmpeg cannot seek back into a pipe, so it leaves the RIFF/data sizes unset."""
-    if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
-        return data
-    out = bytearray(data)
-    out[4:8] = (len(out) - 8).to_bytes(4, "little")
-    pos = 12
-    while pos + 8 <= len(out):
-        chunk, size = bytes(out[pos : pos + 4]), int.from_bytes(out[pos + 4 : pos + 8], "little")
-        if chunk == b"data":
-            out[pos + 4 : pos + 8] = (len(out) - pos - 8).to_bytes(4, "little")
-            break
-        pos += 8 + size + (size & 1)
-    return bytes(out)
+def _pcm16(pcm: np.ndarray) -> bytes:
+    return np.round(pcm * 32767.0).astype("<i2").tobytes()

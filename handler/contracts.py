@@ -41,6 +41,7 @@ class Word:
     start: float
     end: float
     score: float | None = None
+    speaker: str | None = None  # set in multi-speaker scripts (handler/script.py)
 
 
 # Called with (chunks done, chunks total) after each text chunk.

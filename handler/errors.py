@@ -9,6 +9,8 @@ layer knows about is turned into one sentence here, and the worker returns it as
 
 from __future__ import annotations
 
+import re
+
 from pydantic import ValidationError
 
 
@@ -52,12 +54,37 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower()
 
 
+# Longest error a caller sees; each echoed value is cut to SHOWN_CHARS before that.
+MAX_ERROR_CHARS = 500
+SHOWN_CHARS = 80
+MAX_FIELD_SENTENCES = 5
+# A first word made only of lower-case letters is prose; anything else (timing_method,
+# s3://..., ffmpeg's own words) is an identifier and keeps its case.
+_PROSE_WORD = re.compile(r"[a-z]+[,:;]?")
+
+
+def cut(value: object, limit: int = SHOWN_CHARS) -> str:
+    """`value` as text of at most about `limit` characters (a key, a host name)."""
+    text = value if isinstance(value, str) else str(value)
+    return text[:limit] + "..." if len(text) > limit else text
+
+
+def shown(value: object, limit: int = SHOWN_CHARS) -> str:
+    """`value` as it is echoed in an error: quoted, cut to `limit` characters."""
+    return repr(cut(value, limit))
+
+
 def sentence(text: str) -> str:
-    """Normalises a message to one sentence: single line, capitalised, with a full stop."""
+    """Normalises a message to one bounded sentence: single line, a capital first
+    letter unless it starts with an identifier or URL, a full stop."""
     text = " ".join(str(text).split()).strip()
     if not text:
         return "The job failed for an unknown reason; see the worker log."
-    text = text[0].upper() + text[1:]
+    first = text.split(" ", 1)[0]
+    if _PROSE_WORD.fullmatch(first):
+        text = text[0].upper() + text[1:]
+    if len(text) > MAX_ERROR_CHARS:
+        text = text[: MAX_ERROR_CHARS - 3].rstrip() + "..."
     return text if text.endswith((".", "!", "?")) else text + "."
 
 
@@ -81,20 +108,22 @@ _UNION_TAGS = {
 
 
 def validation_sentences(exc: ValidationError) -> str:
-    """One sentence per invalid field, e.g. `Field speed: input should be <= 3 (got 9).`"""
+    """One sentence per invalid field, e.g. `Field speed: input should be <= 3 (got 9).`,
+    at most MAX_FIELD_SENTENCES of them (a job with 2000 unknown fields gets five)."""
     out: list[str] = []
     for err in exc.errors(include_url=False):
         where = _location(tuple(err.get("loc", ())))
+        if len(where) > SHOWN_CHARS:
+            where = where[:SHOWN_CHARS] + "..."
         msg = str(err.get("msg", "is invalid")).rstrip(".")
         if msg.startswith("Value error, "):
             msg = msg.removeprefix("Value error, ")
         got = err.get("input")
-        shown = ""
+        shown_value = ""
         if err.get("type") not in ("missing", "extra_forbidden") and isinstance(
             got, str | int | float | bool
         ):
-            rendered = repr(got)
-            shown = f" (got {rendered[:40]}{'...' if len(rendered) > 40 else ''})"
+            shown_value = f" (got {shown(got, 40) if isinstance(got, str) else repr(got)[:40]})"
         if err.get("type") == "string_pattern_mismatch" and where.endswith(("voice", "voice_id")):
             msg = "must be 1-64 of a-z, 0-9, '_' or '-', starting with a letter or digit"
         if err.get("type") == "extra_forbidden":
@@ -104,8 +133,12 @@ def validation_sentences(exc: ValidationError) -> str:
         if where == "input":  # a rule across fields: the message says which
             out.append(sentence(f"Job input: {msg}"))
             continue
-        out.append(sentence(f"Field {where}: {msg[:1].lower()}{msg[1:]}{shown}"))
-    return " ".join(dict.fromkeys(out)) or sentence("The job input is invalid")
+        out.append(sentence(f"Field {where}: {msg[:1].lower()}{msg[1:]}{shown_value}"))
+    unique = list(dict.fromkeys(out))
+    if len(unique) > MAX_FIELD_SENTENCES:
+        more = len(unique) - MAX_FIELD_SENTENCES
+        unique = [*unique[:MAX_FIELD_SENTENCES], f"And {more} more problems like these."]
+    return " ".join(unique) or sentence("The job input is invalid")
 
 
 def error_result(exc: BaseException) -> dict[str, object]:

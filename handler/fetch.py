@@ -5,7 +5,7 @@ address its host resolves to is a public one, and the connection goes to the
 address that was checked (so DNS cannot answer differently the second time).
 Redirects are followed by hand and every hop is checked again. Size and time are
 capped. `s3://` goes through the configured object store; `data:` URIs and plain
-base64 are decoded with the same size cap.
+base64 (in `ref_audio` too, as many clients send it) are decoded with the same cap.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import binascii
 import contextlib
 import http.client
 import ipaddress
+import re
 import socket
 import ssl
 import threading
@@ -22,7 +23,7 @@ import time
 from collections.abc import Callable
 from urllib.parse import urljoin, urlsplit
 
-from handler.errors import UserError
+from handler.errors import UserError, cut, shown
 from handler.settings import Settings
 from handler.storage import ObjectStore, parse_s3_uri
 
@@ -38,6 +39,12 @@ BLOCKED_HOSTNAMES = {
     "metadata.azure.com",
     "localhost",
 }
+
+# A clip as plain base64 (standard or URL-safe alphabet, maybe line-wrapped); shorter
+# strings are names or paths, never a whole audio file.
+BASE64_TEXT = re.compile(r"[A-Za-z0-9+/_-]+={0,2}")
+MIN_BASE64_CHARS = 64
+URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], list[str]]
@@ -78,7 +85,8 @@ class ReferenceFetcher:
 
     # -- entry points ------------------------------------------------------------
     def fetch(self, source: str) -> bytes:
-        """Bytes of a reference given as an https URL, an s3:// URI or a data: URI."""
+        """Bytes of a reference given as an https URL, an s3:// URI, a data: URI or plain
+        base64."""
         if source.startswith("data:"):
             header, sep, payload = source.partition(",")
             if not sep or not header.endswith(";base64"):
@@ -88,7 +96,16 @@ class ReferenceFetcher:
             return self.decode_base64(payload)
         if source.startswith("s3://"):
             return self._fetch_s3(source)
-        return self._fetch_url(source)
+        if URL_SCHEME.match(source):
+            return self._fetch_url(source)
+        compact = "".join(source.split())
+        if len(compact) >= MIN_BASE64_CHARS and BASE64_TEXT.fullmatch(compact):
+            return self.decode_base64(compact)
+        raise UserError(
+            f"ref_audio {shown(source, 40)} is not a reference clip: give an https:// URL, "
+            "s3://bucket/key, a data: URI or the audio file as base64 (to use a saved voice, "
+            "send its id as voice)"
+        )
 
     def decode_base64(self, payload: str) -> bytes:
         cap = self.settings.max_ref_bytes
@@ -97,8 +114,9 @@ class ReferenceFetcher:
                 f"The base64 reference is over {cap} bytes (F5TTS_MAX_REF_BYTES); "
                 "send a shorter clip or a URL"
             )
+        compact = "".join(payload.split()).replace("-", "+").replace("_", "/")
         try:
-            data = base64.b64decode("".join(payload.split()), validate=True)
+            data = base64.b64decode(compact + "=" * (-len(compact) % 4), validate=True)
         except (binascii.Error, ValueError):
             raise UserError(
                 "The reference is not valid base64; encode the audio file's bytes with base64"
@@ -112,13 +130,13 @@ class ReferenceFetcher:
         bucket, key = parse_s3_uri(uri)
         if self.store is None:
             raise UserError(
-                f"{uri[:80]} needs object storage credentials; set S3_BUCKET and the AWS_* "
+                f"{cut(uri)} needs object storage credentials; set S3_BUCKET and the AWS_* "
                 "variables, or give the reference as an https URL"
             )
         if bucket not in self.settings.readable_ref_buckets:
             raise UserError(
                 f"s3:// references may only name the bucket {self.settings.s3_bucket!r}, "
-                f"not {bucket!r}; copy the clip there or list the bucket in "
+                f"not {shown(bucket, 64)}; copy the clip there or list the bucket in "
                 "F5TTS_S3_REF_BUCKETS"
             )
         return self.store.get(key, self.settings.max_ref_bytes, bucket=bucket)
@@ -165,7 +183,7 @@ class ReferenceFetcher:
 
     def _pinned_address(self, host: str, port: int) -> str:
         refused = UserError(
-            f"Refusing to fetch from {host}: it is a private, loopback, link-local or "
+            f"Refusing to fetch from {cut(host)}: it is a private, loopback, link-local or "
             "metadata address; host the reference on a public https server or use s3://"
         )
         if host in BLOCKED_HOSTNAMES or host.endswith((".internal", ".local", ".localhost")):
@@ -178,10 +196,10 @@ class ReferenceFetcher:
                 candidates = self.resolve(host, port)
             except (OSError, UnicodeError):
                 raise UserError(
-                    f"The reference host {host} does not resolve; check the URL"
+                    f"The reference host {cut(host)} does not resolve; check the URL"
                 ) from None
         if not candidates:
-            raise UserError(f"The reference host {host} does not resolve; check the URL")
+            raise UserError(f"The reference host {cut(host)} does not resolve; check the URL")
         addresses = [ipaddress.ip_address(a.split("%", 1)[0]) for a in candidates]
         # All of them: a name that also resolves to a private address is refused.
         if not all(self.address_allowed(a) for a in addresses):
@@ -219,14 +237,14 @@ class ReferenceFetcher:
             if conn.aborted.is_set():
                 raise self._timeout() from None
             raise UserError(
-                f"TLS with {host} failed ({exc.reason or exc}); the server needs a valid "
+                f"TLS with {cut(host)} failed ({cut(exc.reason or exc)}); the server needs a valid "
                 "certificate"
             ) from None
         except (OSError, http.client.HTTPException) as exc:
             if conn.aborted.is_set():
                 raise self._timeout() from None
             raise UserError(
-                f"Could not fetch the reference from {host} ({type(exc).__name__}); "
+                f"Could not fetch the reference from {cut(host)} ({type(exc).__name__}); "
                 "check the URL and that the server is up"
             ) from None
         finally:
@@ -275,7 +293,7 @@ class ReferenceFetcher:
 
 
 def _shown(url: str) -> str:
-    return repr(url[:80] + ("..." if len(url) > 80 else ""))
+    return shown(url)
 
 
 class _Abortable:

@@ -1,8 +1,14 @@
 """What each operation does, given models that are already loaded.
 
-`JobRunner.run` validates the input (schema), dispatches on `op` and returns the
-output dict; failures are raised (UserError and friends) and turned into RunPod's
-error shape by the worker. Nothing here knows about RunPod.
+`JobRunner.run` validates the input (schema, in any of the shapes of shapes.py),
+dispatches on `op` and returns the output dict in the shape the request came in;
+failures are raised (UserError and friends) and turned into RunPod's error shape by
+the worker. Nothing here knows about RunPod.
+
+A tts job runs: plan the script (script.py) -> prepare each distinct reference ->
+refuse an inline output that cannot fit -> synthesize each segment -> join them with
+their pauses -> align each segment's words -> normalise loudness -> encode ->
+subtitles -> deliver.
 """
 
 from __future__ import annotations
@@ -13,12 +19,13 @@ import json
 import secrets
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from handler import audio, subtitles
+from handler import audio, script, subtitles
 from handler.contracts import (
     Aligner,
     PreparedReference,
@@ -37,12 +44,17 @@ from handler.schema import (
     VoiceDeleteJob,
     VoiceGetJob,
     VoiceListJob,
-    parse_job,
+    parse_request,
 )
+from handler.script import PlannedSegment, VoiceSource
 from handler.settings import Settings
+from handler.shapes import shape_output
 from handler.storage import Artifact, Delivery, ObjectStore
 
 VERSIONED_PACKAGES = ("f5-tts", "torch", "torchaudio", "whisperx", "transformers", "runpod")
+# Inline outputs are refused before the work only when 3/4 of the estimated length
+# would already be over the limit: the estimate must never refuse what would fit.
+ESTIMATE_SHARE = 0.75
 
 
 @dataclass
@@ -53,6 +65,29 @@ class Models:
     aligner: Aligner | None = None
     transcriber: Transcriber | None = None
     notes: list[str] = field(default_factory=list)  # optional parts that did not load
+    # Loads the aligner of another language (F5TTS_ALIGN_LANGUAGES) on first use.
+    load_aligner: Callable[[str], Aligner] | None = None
+
+
+class _ScriptProgress:
+    """(chunks done, chunks known) across a script's segments: each segment reports its
+    own chunks, and a segment not yet started counts as one chunk."""
+
+    def __init__(self, segments: int, report: ProgressCallback | None) -> None:
+        self.report = report
+        self.totals = [1] * segments
+        self.done = [0] * segments
+
+    def segment(self, index: int) -> ProgressCallback | None:
+        if self.report is None:
+            return None
+
+        def on_chunk(done: int, total: int) -> None:
+            self.done[index], self.totals[index] = done, total
+            assert self.report is not None
+            self.report(sum(self.done), sum(self.totals))
+
+        return on_chunk
 
 
 class _Clock:
@@ -84,11 +119,23 @@ class JobRunner:
         self.voices = VoiceLibrary.from_settings(settings, store)
         self.delivery = Delivery(settings, store)
         self.env = read_env_marker(settings)
+        self._aligners: dict[str, Aligner] = {}
 
     def run(
         self, job_id: str, payload: Any, on_progress: ProgressCallback | None = None
     ) -> dict[str, Any]:
-        job = parse_job(payload, max_text_chars=self.settings.max_text_chars)
+        request = parse_request(
+            payload,
+            max_text_chars=self.settings.max_text_chars,
+            max_segments=self.settings.max_segments,
+        )
+        job = request.job
+        out = self._dispatch(job_id, job, on_progress)
+        return shape_output(request.shape, job.op, out, job_id, getattr(job, "text", None))
+
+    def _dispatch(
+        self, job_id: str, job: Any, on_progress: ProgressCallback | None
+    ) -> dict[str, Any]:
         match job:
             case TtsJob():
                 return self.tts(job_id, job, on_progress)
@@ -108,49 +155,43 @@ class JobRunner:
     def tts(
         self, job_id: str, job: TtsJob, on_progress: ProgressCallback | None = None
     ) -> dict[str, Any]:
-        wants_words = bool(job.subtitles) or job.words
-        if wants_words and self.models.aligner is None:
-            raise UserError(
-                "Word timings (subtitles/words) need the whisperx aligner, which is not "
-                "available on this worker; drop subtitles and words, or deploy the "
-                "environment with the alignment feature"
-            )
+        aligner = self._aligner(job.language) if job.wants_words else None
         clock = _Clock()
-        reference = self._reference(job.voice, job.ref_audio, job.ref_audio_base64, job.ref_text)
+        seed = job.seed if job.seed is not None else secrets.randbelow(2**31)
+        plan = script.plan_script(job, seed)
+        sources = dict.fromkeys(s.source for s in plan)  # each distinct voice once
+        references = {source: self._reference(source) for source in sources}
         clock.lap("ref_ms")
 
-        seed = job.seed if job.seed is not None else secrets.randbelow(2**31)
-        params = SynthesisParams(
-            speed=job.speed,
-            nfe_step=job.nfe_step,
-            cfg_strength=job.cfg_strength,
-            sway_sampling_coef=job.sway_sampling_coef,
-            cross_fade_duration=job.cross_fade_duration,
-            seed=seed,
-            remove_silence=job.remove_silence,
-        )
         engine = self.models.engine
-        samples = np.asarray(
-            engine.synthesize(reference, job.text, params, on_progress), dtype=np.float32
-        ).reshape(-1)
-        if samples.size == 0:
-            raise UserError(
-                "The engine produced no audio for this text; check that text has words "
-                "the model can read"
-            )
         rate = engine.sample_rate
+        self._refuse_outputs_that_cannot_fit(job, plan, references, rate)
+        waves = self._synthesize(job, plan, references, on_progress)
+        samples, starts = script.join(waves, [s.pause_after_s for s in plan], rate)
         duration = samples.size / rate
         clock.lap("synth_ms")
 
         words: list[subtitles.Word] = []
-        if wants_words and self.models.aligner is not None:
-            words = subtitles.clean_words(
-                self.models.aligner.align(samples, rate, job.text), duration
-            )
+        if aligner is not None:
+            for segment, wave, start in zip(plan, waves, starts, strict=True):
+                offset = start / rate
+                words += [
+                    subtitles.Word(
+                        w.text, w.start + offset, w.end + offset, w.score, segment.speaker
+                    )
+                    for w in aligner.align(wave, rate, segment.text)
+                ]
+            words = subtitles.clean_words(words, duration)
         clock.lap("align_ms")
 
+        loudness = None
+        if job.normalize:
+            samples, loudness = audio.normalize_loudness(samples, rate, job.loudness_lufs)
+            clock.lap("loudness_ms")
+
         encoded = audio.encode(samples, rate, job.format, job.sample_rate)
-        artifacts = [Artifact(f"audio.{job.format}", encoded.data, encoded.content_type)]
+        extension = audio.ENCODINGS[job.format].extension
+        artifacts = [Artifact(f"audio.{extension}", encoded.data, encoded.content_type)]
         cues = subtitles.group_cues(words, job.words_per_cue)
         for fmt in job.subtitles:
             text = subtitles.render(fmt, words, cues, karaoke=job.karaoke)
@@ -179,30 +220,113 @@ class JobRunner:
             "timings": clock.ms,
             "env_id": self.env.get("env_id"),
         }
+        if job.normalize:
+            out["audio"]["loudness_lufs"] = loudness
+        if plan[0].speaker is not None:
+            out["segments"] = [
+                {
+                    "index": s.index,
+                    "speaker": s.speaker,
+                    "start_s": round(start / rate, 3),
+                    "end_s": round((start + wave.size) / rate, 3),
+                    "seed": s.seed,
+                }
+                for s, wave, start in zip(plan, waves, starts, strict=True)
+            ]
         if job.subtitles:
             out["subtitles"] = {fmt: delivered[f"subtitles.{fmt}"] for fmt in job.subtitles}
         if job.words:
             out["words"] = [subtitles.word_dict(w) for w in words]
         return out
 
-    def _reference(
+    def _aligner(self, language: str | None) -> Aligner:
+        """The aligner of the job's language, loaded before any synthesis runs."""
+        language = language or self.settings.align_language
+        if language not in self.settings.align_language_list:
+            raise UserError(
+                f"Word timings in {language!r} are not set up on this worker; add {language} "
+                "to F5TTS_ALIGN_LANGUAGES and run `python -m bootstrap fetch-models`, or drop "
+                "subtitles and words"
+            )
+        if language == self.settings.align_language and self.models.aligner is not None:
+            return self.models.aligner
+        if language not in self._aligners:
+            if self.models.load_aligner is None or language == self.settings.align_language:
+                raise UserError(
+                    "Word timings (subtitles/words) need the whisperx aligner, which is not "
+                    "available on this worker; drop subtitles and words, or deploy the "
+                    "environment with the alignment feature"
+                )
+            self._aligners[language] = self.models.load_aligner(language)
+        return self._aligners[language]
+
+    def _reference(self, source: VoiceSource) -> PreparedReference:
+        if source.kind == "voice":
+            return self.voices.reference(str(source.voice))
+        clip = source.ref_audio or ""
+        data = self.fetcher.decode_base64(clip) if source.is_base64 else self.fetcher.fetch(clip)
+        return self.preparer.prepare(data, source.ref_text)
+
+    def _refuse_outputs_that_cannot_fit(
         self,
-        voice: str | None,
-        ref_audio: str | None,
-        ref_audio_base64: str | None,
-        ref_text: str | None,
-    ) -> PreparedReference:
-        if voice is not None:
-            return self.voices.reference(voice)
-        if ref_audio is not None:
-            data = self.fetcher.fetch(ref_audio)
-        else:
-            data = self.fetcher.decode_base64(ref_audio_base64 or "")
-        return self.preparer.prepare(data, ref_text)
+        job: TtsJob,
+        plan: list[PlannedSegment],
+        references: dict[VoiceSource, PreparedReference],
+        rate: int,
+    ) -> None:
+        if not self.delivery.inline(job.delivery):
+            return
+        seconds = sum(
+            script.estimated_seconds(references[s.source], s.text, s.speed) + s.pause_after_s
+            for s in plan
+        )
+        size = audio.estimated_bytes(job.format, ESTIMATE_SHARE * seconds, job.sample_rate or rate)
+        self.delivery.check_inline_size(size, job.delivery, estimated=True)
+
+    def _synthesize(
+        self,
+        job: TtsJob,
+        plan: list[PlannedSegment],
+        references: dict[VoiceSource, PreparedReference],
+        on_progress: ProgressCallback | None,
+    ) -> list[np.ndarray]:
+        progress = _ScriptProgress(len(plan), on_progress)
+        waves = []
+        for segment in plan:
+            params = SynthesisParams(
+                speed=segment.speed,
+                nfe_step=job.nfe_step,
+                cfg_strength=job.cfg_strength,
+                sway_sampling_coef=job.sway_sampling_coef,
+                cross_fade_duration=job.cross_fade_duration,
+                seed=segment.seed,
+                remove_silence=job.remove_silence,
+            )
+            wave = np.asarray(
+                self.models.engine.synthesize(
+                    references[segment.source],
+                    segment.text,
+                    params,
+                    progress.segment(segment.index),
+                ),
+                dtype=np.float32,
+            ).reshape(-1)
+            if wave.size == 0:
+                where = f" in segment {segment.index + 1}" if len(plan) > 1 else ""
+                raise UserError(
+                    f"The engine produced no audio for the text{where}; check that it has "
+                    "words the model can read"
+                )
+            waves.append(wave)
+        return waves
 
     # -- voices ------------------------------------------------------------------
     def voice_create(self, job: VoiceCreateJob) -> dict[str, Any]:
-        reference = self._reference(None, job.ref_audio, job.ref_audio_base64, job.ref_text)
+        clip = job.ref_audio if job.ref_audio is not None else job.ref_audio_base64
+        base64 = job.ref_audio is None
+        reference = self._reference(
+            VoiceSource("main", ref_audio=clip, ref_text=job.ref_text, is_base64=base64)
+        )
         meta = self.voices.create(job.voice_id, reference, overwrite=job.overwrite)
         return {"voice": meta.public()}
 
@@ -231,12 +355,14 @@ class JobRunner:
             "sample_rate": self.models.engine.sample_rate,
             "features": {
                 "word_timings": self.models.aligner is not None,
+                "word_timing_languages": list(self.settings.align_language_list),
                 "transcription": self.models.transcriber is not None,
                 "storage": "s3" if s.s3_bucket else "inline",
             },
             "notes": self.models.notes,
             "limits": {
                 "max_text_chars": s.max_text_chars,
+                "max_segments": s.max_segments,
                 "max_ref_seconds": s.max_ref_seconds,
                 "max_ref_bytes": s.max_ref_bytes,
                 "max_inline_bytes": s.max_inline_bytes,

@@ -1,13 +1,14 @@
 """The job input: one pydantic model per operation, defaults written once here.
 
-This is the product's API (documented in docs/api.md). `parse_job` also accepts the
-earlier system's payloads (`endpoint`, `local_voice`, `return_word_timings`, ...)
-by rewriting them to the current names before validation (`LEGACY_ALIASES`).
+This is the product's API (documented in docs/api.md). `parse_request` first maps the
+shapes other clients send (the earlier system's payloads, OpenAI's speech request;
+handler/shapes.py) onto these models, then validates.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -21,45 +22,73 @@ from pydantic import (
     model_validator,
 )
 
-from handler.errors import UserError, validation_sentences
+from handler import script
+from handler.errors import UserError, shown, validation_sentences
+from handler.shapes import LEGACY_ALIASES, Shape, read_request
+
+__all__ = ["LEGACY_ALIASES", "OPS", "ParsedRequest", "TtsJob", "parse_job", "parse_request"]
 
 VOICE_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
-AudioFormat = Literal["wav", "flac", "mp3", "ogg"]
+AudioFormat = Literal["wav", "flac", "mp3", "ogg", "aac", "pcm"]
 SubtitleFormat = Literal["srt", "vtt", "ass", "json", "csv"]
 SUBTITLE_FORMATS: tuple[str, ...] = ("srt", "vtt", "ass", "json", "csv")
 OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
+LANGUAGE_PATTERN = r"^[a-z]{2,3}$"
 
 VoiceId = Annotated[str, Field(pattern=VOICE_ID_PATTERN)]
-
-# earlier name -> what it became (documented in docs/api.md's alias table)
-LEGACY_ALIASES: dict[str, str] = {
-    "endpoint": "op (tts, upload -> voice.create, list_voices -> voice.list)",
-    "local_voice": "voice (a library id) or ref_audio (when it is a URL)",
-    "return_word_timings": "words",
-    "timing_format": "subtitles",
-    "voice_name": "voice_id",
-    "voice_file_url": "ref_audio",
-    "timing_method": "(only `whisperx` is accepted; ignored)",
-}
-LEGACY_ENDPOINTS = {"tts": "tts", "upload": "voice.create", "list_voices": "voice.list"}
 
 
 class _Job(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
+class Segment(_Job):
+    """One speaker's turn in a multi-speaker script."""
+
+    text: str = Field(min_length=1, description="what this speaker says")
+    voice: VoiceId | None = Field(None, description="a saved voice; else the job's reference")
+    ref_audio: str | None = Field(None, description="this turn's own reference clip")
+    ref_text: str | None = Field(None, description="what is said in this turn's ref_audio")
+    speaker: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$",
+        description="label in words and subtitles; the voice id when absent",
+    )
+    speed: float | None = Field(None, ge=0.3, le=3.0, description="the job's speed when absent")
+    pause_s: float | None = Field(
+        None, ge=0.0, le=10.0, description="silence after this turn; the job's pause_s when absent"
+    )
+
+    @model_validator(mode="after")
+    def _one_voice(self) -> Segment:
+        if self.voice is not None and self.ref_audio is not None:
+            raise ValueError("a segment takes voice or ref_audio, not both")
+        if self.ref_text is not None and self.ref_audio is None:
+            raise ValueError("a segment's ref_text belongs to its ref_audio")
+        return self
+
+
 class TtsJob(_Job):
-    """Speech from `text` in the voice of a reference clip or a saved voice."""
+    """Speech from `text` (or `segments`) in the voice of a reference clip or a saved voice."""
 
     op: Literal["tts"] = "tts"
-    text: str = Field(min_length=1, description="what to say")
+    text: str | None = Field(
+        None, min_length=1, description="what to say; [voice_id] tags switch speakers"
+    )
+    segments: list[Segment] | None = Field(
+        None, min_length=1, description="a multi-speaker script, instead of text"
+    )
+    pause_s: float = Field(0.3, ge=0.0, le=10.0, description="silence between segments")
     voice: VoiceId | None = Field(None, description="id of a saved voice (voice.create)")
     ref_audio: str | None = Field(
-        None, description="reference clip: https:// URL, s3://bucket/key or data: URI"
+        None, description="reference clip: https:// URL, s3://bucket/key, data: URI or base64"
     )
     ref_audio_base64: str | None = Field(None, description="reference clip as plain base64")
     ref_text: str | None = Field(
         None, description="what is said in the reference; transcribed when absent"
+    )
+    language: str | None = Field(
+        None, pattern=LANGUAGE_PATTERN, description="language of the text, for word timings"
     )
     speed: float = Field(1.0, ge=0.3, le=3.0)
     nfe_step: int = Field(32, ge=4, le=128, description="denoising steps: quality vs speed")
@@ -72,22 +101,13 @@ class TtsJob(_Job):
     sample_rate: int | None = Field(
         None, ge=8000, le=48000, description="output rate; the engine's (24000) when absent"
     )
+    normalize: bool = Field(False, description="bring the output to loudness_lufs (EBU R128)")
+    loudness_lufs: float = Field(-16.0, ge=-40.0, le=-5.0, description="target of normalize")
     subtitles: list[SubtitleFormat] = Field(default_factory=list)
     words: bool = Field(False, description="return the word timings in the output")
     words_per_cue: int = Field(7, ge=1, le=50)
     karaoke: bool = Field(False, description="ASS: highlight each word with {\\k} tags")
     delivery: Literal["auto", "url", "base64"] = "auto"
-
-    @field_validator("text")
-    @classmethod
-    def _text_not_too_long(cls, text: str, info: ValidationInfo) -> str:
-        limit = (info.context or {}).get("max_text_chars")
-        if limit and len(text) > limit:
-            raise ValueError(
-                f"text is {len(text)} characters; the limit is {limit} "
-                "(F5TTS_MAX_TEXT_CHARS): split it into several jobs"
-            )
-        return text
 
     @field_validator("subtitles", mode="before")
     @classmethod
@@ -104,11 +124,34 @@ class TtsJob(_Job):
         return "ogg" if isinstance(value, str) and value.lower() == "opus" else value
 
     @model_validator(mode="after")
+    def _script_limits(self, info: ValidationInfo) -> TtsJob:
+        context = info.context or {}
+        if (self.text is None) == (self.segments is None):
+            raise ValueError("give text or segments (a multi-speaker script), exactly one of them")
+        texts = [self.text] if self.text is not None else [s.text for s in self.segments or []]
+        total = sum(len(t) for t in texts)
+        limit = context.get("max_text_chars")
+        if limit and total > limit:
+            raise ValueError(
+                f"text is {total} characters; the limit is {limit} "
+                "(F5TTS_MAX_TEXT_CHARS): split it into several jobs"
+            )
+        planned = script.count_segments(self.text, self.segments)
+        max_segments = context.get("max_segments")
+        if max_segments and planned > max_segments:
+            raise ValueError(
+                f"the script has {planned} segments; the limit is {max_segments} "
+                "(F5TTS_MAX_SEGMENTS): split it into several jobs"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _one_reference(self) -> TtsJob:
         given = [
             n for n in ("voice", "ref_audio", "ref_audio_base64") if getattr(self, n) is not None
         ]
-        if len(given) != 1:
+        needed = script.needs_main_reference(self.text, self.segments)
+        if len(given) > 1 or (needed and not given):
             raise ValueError(
                 "give exactly one of voice, ref_audio or ref_audio_base64"
                 + (f" (got {', '.join(given)})" if given else "")
@@ -121,6 +164,10 @@ class TtsJob(_Job):
                 f"choose one of them instead of {self.sample_rate}"
             )
         return self
+
+    @property
+    def wants_words(self) -> bool:
+        return bool(self.subtitles) or self.words
 
 
 class VoiceCreateJob(_Job):
@@ -168,85 +215,27 @@ _JOB = TypeAdapter(Job)
 OPS = ("tts", "voice.create", "voice.list", "voice.get", "voice.delete", "info")
 
 
-def _lax_bool(value: Any) -> Any:
-    """ "true", 1, "no"... as pydantic reads a bool field, so the legacy rules below see
-    what the `words` field will; anything else is left for validation to refuse."""
-    try:
-        return TypeAdapter(bool).validate_python(value)
-    except ValidationError:
-        return value
+@dataclass(frozen=True)
+class ParsedRequest:
+    job: Any  # one of the *Job models
+    shape: Shape  # which client shape it came in (handler/shapes.py)
 
 
-def rewrite_legacy(payload: dict[str, Any]) -> dict[str, Any]:
-    """Maps the earlier system's field names onto the current ones (pure)."""
-    data = dict(payload)
-    if "endpoint" in data:
-        endpoint = data.pop("endpoint")
-        if not isinstance(endpoint, str):
-            raise UserError(
-                "Field endpoint must be a string such as 'tts'; better, use op (see docs/api.md)"
-            )
-        if endpoint == "download":
-            raise UserError(
-                "The download operation was removed: tts returns presigned URLs (or base64 "
-                "without a bucket), so fetch the file from the url in its output"
-            )
-        if "op" not in data:
-            data["op"] = LEGACY_ENDPOINTS.get(endpoint, endpoint)
-    op = data.get("op", "tts")
-    if "local_voice" in data:
-        local_voice = data.pop("local_voice")
-        if isinstance(local_voice, str) and "://" in local_voice:
-            data.setdefault("ref_audio", local_voice)
-        else:
-            data.setdefault("voice", _legacy_voice_id(local_voice))
-    if "return_word_timings" in data:
-        wanted = _lax_bool(data.pop("return_word_timings"))
-        data.setdefault("words", wanted)
-        if wanted is False:
-            # The earlier worker made timing files only when asked; its clients often
-            # send timing_format regardless, which must not start an alignment.
-            data.pop("timing_format", None)
-        if wanted is True and "subtitles" not in data and "timing_format" not in data:
-            data["subtitles"] = ["srt"]  # the earlier system's default timing file
-    if "timing_format" in data:
-        data.setdefault("subtitles", data.pop("timing_format"))
-    if "timing_method" in data:
-        method = data.pop("timing_method")
-        if method not in (None, "whisperx"):
-            raise UserError(
-                f"timing_method {method!r} is not available; word timings come from "
-                "whisperx alignment, so drop timing_method or set it to 'whisperx'"
-            )
-    if op == "voice.create":
-        if "voice_name" in data:  # named like local_voice, so tts finds it under that name
-            data.setdefault("voice_id", _legacy_voice_id(data.pop("voice_name")))
-        if "voice_file_url" in data:
-            data.setdefault("ref_audio", data.pop("voice_file_url"))
-    return data
-
-
-def _legacy_voice_id(name: Any) -> Any:
-    """The earlier worker's voice name or key as a voice id: "voices/Narrator.wav" ->
-    "narrator" (anything else is left for validation to refuse)."""
-    if not isinstance(name, str):
-        return name
-    name = name.rsplit("/", 1)[-1].lower()
-    return re.sub(r"\.(wav|mp3|flac|ogg|m4a)$", "", name)
-
-
-def parse_job(payload: Any, *, max_text_chars: int | None = None) -> Any:
+def parse_request(
+    payload: Any, *, max_text_chars: int | None = None, max_segments: int | None = None
+) -> ParsedRequest:
     """Validates a job's `input`; raises UserError with one sentence per problem."""
-    if not isinstance(payload, dict):
-        raise UserError(
-            f"The job input must be a JSON object, got {type(payload).__name__}; "
-            'send {"input": {"text": ..., "ref_audio": ...}}'
-        )
-    data = rewrite_legacy(payload)
+    data, shape = read_request(payload)
     data.setdefault("op", "tts")
     if data["op"] not in OPS:
-        raise UserError(f"Unknown op {str(data['op'])[:40]!r}; use one of {', '.join(OPS)}")
+        raise UserError(f"Unknown op {shown(data['op'], 40)}; use one of {', '.join(OPS)}")
+    context = {"max_text_chars": max_text_chars, "max_segments": max_segments}
     try:
-        return _JOB.validate_python(data, context={"max_text_chars": max_text_chars})
+        return ParsedRequest(_JOB.validate_python(data, context=context), shape)
     except ValidationError as exc:
         raise UserError(validation_sentences(exc)) from None
+
+
+def parse_job(payload: Any, **limits: Any) -> Any:
+    """The validated job of `payload` (any shape)."""
+    return parse_request(payload, **limits).job

@@ -47,13 +47,28 @@ ENV_VARS: dict[str, tuple[str, str, str]] = {
         "(whisperx default)",
         "wav2vec2 alignment model directory for word timings",
     ),
-    "F5TTS_ALIGN_LANGUAGE": ("align_language", "en", "language of the alignment model"),
+    "F5TTS_ALIGN_LANGUAGE": (
+        "align_language",
+        "en",
+        "language of jobs that name none (`language`), aligned by the model loaded at start",
+    ),
+    "F5TTS_ALIGN_LANGUAGES": (
+        "align_languages",
+        "$F5TTS_ALIGN_LANGUAGE",
+        "comma-separated languages jobs may ask word timings in; fetch-models fetches "
+        "whisperx's default alignment model of each",
+    ),
     "F5TTS_ASR_MODEL_DIR": (
         "asr_model_dir",
         "$F5TTS_VOLUME/models/whisper-large-v3-turbo",
         "speech recogniser used when ref_text is missing",
     ),
-    "F5TTS_MAX_TEXT_CHARS": ("max_text_chars", "5000", "longest `text` accepted"),
+    "F5TTS_MAX_TEXT_CHARS": (
+        "max_text_chars",
+        "5000",
+        "longest `text` accepted (all segments of a script together)",
+    ),
+    "F5TTS_MAX_SEGMENTS": ("max_segments", "50", "most segments in one multi-speaker script"),
     "F5TTS_MAX_REF_SECONDS": ("max_ref_seconds", "30", "longest reference clip accepted"),
     "F5TTS_MAX_REF_BYTES": ("max_ref_bytes", "20000000", "largest reference file accepted"),
     "F5TTS_REF_CLIP_SECONDS": (
@@ -119,9 +134,11 @@ class Settings(BaseModel):
     vocoder_dir: Path | None = None
     device: str = "auto"
     align_model_dir: Path | None = None
-    align_language: str = "en"
+    align_language: str = Field("en", pattern=r"^[a-z]{2,3}$")
+    align_languages: str = ""
     asr_model_dir: Path | None = None
     max_text_chars: int = Field(5000, ge=1, le=100_000)
+    max_segments: int = Field(50, ge=1, le=1000)
     max_ref_seconds: float = Field(30.0, gt=0, le=600)
     max_ref_bytes: int = Field(20_000_000, ge=1000)
     ref_clip_seconds: float = Field(12.0, gt=1, le=60)
@@ -173,6 +190,17 @@ class Settings(BaseModel):
         more than a caller should be able to pull through it."""
         extra = {b.strip() for b in self.s3_ref_buckets.split(",") if b.strip()}
         return frozenset(extra | ({self.s3_bucket} if self.s3_bucket else set()))
+
+    @property
+    def align_language_list(self) -> tuple[str, ...]:
+        """Languages jobs may ask word timings in; the default language comes first."""
+        listed = [x.strip().lower() for x in self.align_languages.split(",") if x.strip()]
+        return tuple(dict.fromkeys([self.align_language, *listed]))
+
+    @property
+    def align_models_dir(self) -> Path:
+        """Where fetch-models puts the Hugging Face alignment models, one folder each."""
+        return self.volume / "models/align"
 
     @property
     def voices_dir(self) -> Path:

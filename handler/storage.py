@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from handler.errors import StorageError, UserError
+from handler.errors import StorageError, UserError, cut
 from handler.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
     rest = uri[len("s3://") :]
     bucket, _, key = rest.partition("/")
     if not bucket or not key:
-        raise UserError(f"{uri[:80]!r} is not an s3://bucket/key URI; name the bucket and the key")
+        raise UserError(f"{cut(uri)!r} is not an s3://bucket/key URI; name the bucket and the key")
     return bucket, key
 
 
@@ -95,10 +95,10 @@ class ObjectStore:
             if int(head.get("ContentLength", -1)) != len(data):
                 raise StorageError(
                     f"Object storage kept {head.get('ContentLength')} of {len(data)} bytes of "
-                    f"{key}; check the store's health and resubmit the job"
+                    f"{cut(key)}; check the store's health and resubmit the job"
                 )
 
-        self._call(f"store {key}", put_and_verify)
+        self._call(f"store {cut(key)}", put_and_verify)
 
     def presign(self, key: str) -> str:
         return self.client.generate_presigned_url(
@@ -116,12 +116,12 @@ class ObjectStore:
             if size > max_bytes:
                 obj["Body"].close()
                 raise UserError(
-                    f"s3://{bucket}/{key} is {size} bytes; the limit is {max_bytes} "
+                    f"{cut(f's3://{bucket}/{key}')} is {size} bytes; the limit is {max_bytes} "
                     "(F5TTS_MAX_REF_BYTES): send a shorter clip"
                 )
             return obj["Body"].read(max_bytes + 1)
 
-        return self._call(f"read s3://{bucket}/{key}", read)
+        return self._call(f"read {cut(f's3://{bucket}/{key}')}", read)
 
     def exists(self, key: str) -> bool:
         from botocore.exceptions import ClientError
@@ -135,7 +135,7 @@ class ObjectStore:
                     return False
                 raise
 
-        return self._call(f"look up {key}", head)
+        return self._call(f"look up {cut(key)}", head)
 
     def delete_prefix(self, prefix: str) -> int:
         def delete() -> int:
@@ -149,17 +149,22 @@ class ObjectStore:
                     code = refused[0].get("Code", "error")
                     raise StorageError(
                         f"Object storage refused to delete {len(refused)} of {len(keys)} "
-                        f"objects under {prefix} ({code}); give the credentials delete "
+                        f"objects under {cut(prefix)} ({code}); give the credentials delete "
                         "permission on the bucket and resubmit the job"
                     )
             return len(keys)
 
-        return self._call(f"delete {prefix}", delete)
+        return self._call(f"delete {cut(prefix)}", delete)
 
     def list_prefixes(
-        self, prefix: str, limit: int, cursor: str | None
+        self, prefix: str, limit: int, after: str | None
     ) -> tuple[list[str], str | None]:
-        """Sub-"folders" of `prefix`, one page; the cursor is S3's continuation token."""
+        """Sub-"folders" of `prefix` that sort after the sub-folder `after`, one page,
+        and the name to continue after (None on the last page).
+
+        `StartAfter` rather than S3's continuation token: the caller's cursor is then a
+        name we can check, and every key of `after/` sorts before `after0`, while each
+        later name sorts after it ('/' is the byte just before '0')."""
 
         def page() -> tuple[list[str], str | None]:
             kwargs: dict[str, Any] = {
@@ -168,16 +173,16 @@ class ObjectStore:
                 "Delimiter": "/",
                 "MaxKeys": limit,
             }
-            if cursor:
-                kwargs["ContinuationToken"] = cursor
+            if after:
+                kwargs["StartAfter"] = f"{prefix}{after}0"
             listed = self.client.list_objects_v2(**kwargs)
             names = [
                 p["Prefix"][len(prefix) :].rstrip("/") for p in listed.get("CommonPrefixes", [])
             ]
-            token = listed.get("NextContinuationToken") if listed.get("IsTruncated") else None
-            return names, token
+            more = bool(listed.get("IsTruncated")) and bool(names)
+            return names, (names[-1] if more else None)
 
-        return self._call(f"list {prefix}", page)
+        return self._call(f"list {cut(prefix)}", page)
 
 
 def _client_error(what: str, bucket: str, code: str, exc: Exception) -> UserError:
@@ -190,7 +195,7 @@ def _client_error(what: str, bucket: str, code: str, exc: Exception) -> UserErro
         )
     if code in ("NoSuchKey", "404"):
         return ObjectMissing(f"Object storage has no object to {what}; check the key")
-    return StorageError(f"Object storage refused to {what} ({code}: {str(exc)[:120]})")
+    return StorageError(f"Object storage refused to {what} ({cut(code, 40)}: {cut(exc, 120)})")
 
 
 def make_client(settings: Settings) -> Any:
@@ -228,29 +233,39 @@ class Delivery:
         self.settings = settings
         self.store = store
 
-    def deliver(
-        self, job_id: str, artifacts: list[Artifact], mode: str = "auto"
-    ) -> dict[str, dict[str, Any]]:
-        """name -> {"url", "key"}, {"base64"} or {"text"}; all or nothing (no partial success)."""
+    def inline(self, mode: str) -> bool:
+        """Whether a job with this `delivery` gets its files inline (base64 / text)."""
         if mode == "url" and self.store is None:
             raise UserError(
                 "delivery 'url' needs object storage; set S3_BUCKET (and the AWS_* "
                 "variables) on the endpoint, or use delivery 'base64'"
             )
-        if self.store is None or mode == "base64":
-            total = sum(len(a.data) for a in artifacts)
-            if total > self.settings.max_inline_bytes:
-                raise UserError(
-                    f"The output is {total} bytes, over the {self.settings.max_inline_bytes}-byte "
-                    "inline limit (F5TTS_MAX_INLINE_BYTES); set S3_BUCKET to get URLs, "
-                    "or ask for a compressed format such as mp3"
-                )
+        return self.store is None or mode == "base64"
+
+    def check_inline_size(self, size: int, mode: str, *, estimated: bool = False) -> None:
+        """Refuses an inline output of `size` bytes over F5TTS_MAX_INLINE_BYTES."""
+        limit = self.settings.max_inline_bytes
+        if self.inline(mode) and size > limit:
+            what = f"would be at least {size}" if estimated else f"is {size}"
+            raise UserError(
+                f"The output {what} bytes, over the {limit}-byte inline limit "
+                "(F5TTS_MAX_INLINE_BYTES); set S3_BUCKET to get URLs, send shorter text, "
+                "or ask for a compressed format such as mp3"
+            )
+
+    def deliver(
+        self, job_id: str, artifacts: list[Artifact], mode: str = "auto"
+    ) -> dict[str, dict[str, Any]]:
+        """name -> {"url", "key"}, {"base64"} or {"text"}; all or nothing (no partial success)."""
+        if self.inline(mode):
+            self.check_inline_size(sum(len(a.data) for a in artifacts), mode)
             return {
-                a.name: {"text": a.data.decode("utf-8-sig")}
+                a.name: {"text": a.data.decode("utf-8")}
                 if a.is_text
                 else {"base64": base64.b64encode(a.data).decode()}
                 for a in artifacts
             }
+        assert self.store is not None
         today = dt.datetime.now(dt.UTC).date()
         out: dict[str, dict[str, Any]] = {}
         for artifact in artifacts:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -20,8 +21,9 @@ from typing import Protocol
 from pydantic import BaseModel, ConfigDict
 
 from handler.contracts import PreparedReference
-from handler.errors import UserError
+from handler.errors import UserError, shown
 from handler.reference import write_json_atomic
+from handler.schema import VOICE_ID_PATTERN
 from handler.settings import Settings
 from handler.storage import ObjectMissing, ObjectStore
 
@@ -95,7 +97,7 @@ class VolumeVoices:
             p.name for p in self.root.iterdir() if not p.name.startswith(".") and p.is_dir()
         )
         if cursor:
-            names = [n for n in names if n > cursor]
+            names = [n for n in names if n > cursor]  # the cursor is the last id shown
         page = names[:limit]
         return page, (page[-1] if len(names) > limit else None)
 
@@ -198,6 +200,12 @@ class VoiceLibrary:
         return PreparedReference(self.backend.wav_path(meta), meta.ref_text, meta.duration_s)
 
     def list(self, limit: int, cursor: str | None) -> tuple[list[VoiceMeta], str | None]:
+        """One page; the cursor is the last voice id of the previous page."""
+        if cursor is not None and not re.fullmatch(VOICE_ID_PATTERN, cursor):
+            raise UserError(
+                f"cursor {shown(cursor, 40)} is not a next_cursor from voice.list; send the "
+                "next_cursor of the previous page unchanged, or no cursor for the first page"
+            )
         ids, next_cursor = self.backend.ids(limit, cursor)
         metas = [m for m in (self.backend.meta(i) for i in ids) if m is not None]
         return metas, next_cursor

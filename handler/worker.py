@@ -25,6 +25,7 @@ from handler.in_use import start_in_use_heartbeat
 from handler.jobs import JobRunner, Models
 from handler.settings import Settings
 from handler.storage import ObjectStore
+from handler.worker_logging import configure_logging
 
 log = logging.getLogger("handler")
 
@@ -38,11 +39,12 @@ def load_models(settings: Settings) -> Models:
 
     notes: list[str] = []
     speech = engine.load_engine(settings)
-    aligner = transcriber = None
+    aligner = transcriber = load_aligner = None
     try:
         from handler import alignment
 
         aligner = alignment.load_aligner(settings)
+        load_aligner = alignment.language_loader(settings)
     except Exception as exc:  # optional: tts works without word timings
         log.warning("aligner not loaded: %s", exc)
         notes.append(f"word timings unavailable: {str(exc)[:200]}")
@@ -57,11 +59,12 @@ def load_models(settings: Settings) -> Models:
         notes.append("word timings unavailable: no alignment model loaded (see the worker log)")
     if transcriber is None and not any(n.startswith("reference transcription") for n in notes):
         notes.append("reference transcription unavailable: jobs must send ref_text")
-    return Models(speech, aligner, transcriber, notes)
+    return Models(speech, aligner, transcriber, notes, load_aligner)
 
 
 def warm_up(models: Models) -> None:
-    """One short synthesis so the first job does not pay for kernel set-up."""
+    """One short synthesis, and its alignment when an aligner is loaded, so the first
+    job does not pay for kernel set-up (the aligner's first call is as slow)."""
     rate = models.engine.sample_rate
     t = np.arange(int(1.5 * rate)) / rate
     tone = (0.1 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
@@ -69,7 +72,12 @@ def warm_up(models: Models) -> None:
         path = Path(tmp) / "ref.wav"
         audio.write_wav(path, tone, rate)
         reference = PreparedReference(path, "A short tone.", 1.5)
-        models.engine.synthesize(reference, WARMUP_TEXT, SynthesisParams(nfe_step=8, seed=0))
+        wave = models.engine.synthesize(reference, WARMUP_TEXT, SynthesisParams(nfe_step=8, seed=0))
+    if models.aligner is not None:
+        try:
+            models.aligner.align(np.asarray(wave, dtype=np.float32), rate, WARMUP_TEXT)
+        except Exception:  # timed jobs will report it; plain tts still works
+            log.exception("aligner warm-up failed")
 
 
 def _permanent(exc: BaseException) -> bool:
@@ -137,10 +145,7 @@ def keep_env_in_use(worker: Worker) -> None:
 
 
 def main(factory: ModelFactory = load_models) -> None:
-    logging.basicConfig(
-        level=os.environ.get("F5TTS_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging()
     worker = build_worker(factory)
     keep_env_in_use(worker)
     import runpod

@@ -20,6 +20,7 @@ class FakeHub:
         self.fail = fail
         self.fail_asr = fail_asr
         self.nltk: list[Path] = []
+        self.bundles: list[str] = []
 
     def hub_file(self, item: HubFile) -> Path:
         if self.fail:
@@ -37,9 +38,10 @@ class FakeHub:
         (local_dir / "model.safetensors").write_bytes(b"s" * 5)
         return [local_dir / "model.safetensors"]
 
-    def alignment_model(self, torch_home: Path) -> list[Path]:
-        path = torch_home / "hub/checkpoints/wav2vec2_fairseq_base_ls960_asr_ls960.pth"
-        path.parent.mkdir(parents=True)
+    def torchaudio_bundle(self, name: str, torch_home: Path) -> list[Path]:
+        self.bundles.append(name)
+        path = torch_home / f"hub/checkpoints/{name.lower()}.pth"
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"a" * 7)
         return [path]
 
@@ -73,9 +75,11 @@ def test_weights_land_where_the_handler_looks_and_the_marker_lists_them(tmp_path
 def test_with_whisperx_the_alignment_model_and_punkt_go_to_the_volume(tmp_path):
     settings = settings_for(tmp_path)
     hub = FakeHub()
-    marker = fetch_models(settings, hub, with_alignment=True, log=lambda _: None)
-    assert marker.features == {"asr": True, "alignment": True}
-    key = "cache/torch/hub/checkpoints/wav2vec2_fairseq_base_ls960_asr_ls960.pth"
+    marker = fetch_models(
+        settings, hub, with_alignment=True, log=lambda _: None, align_catalogue=lambda: CATALOGUE
+    )
+    assert marker.features == {"asr": True, "alignment": True, "alignment.en": True}
+    key = "cache/torch/hub/checkpoints/wav2vec2_asr_base_960h.pth"
     assert marker.files[key] == 7
     assert hub.nltk == [tmp_path / "cache/nltk/punkt_tab"]
 
@@ -191,3 +195,82 @@ def test_the_real_downloader_asks_huggingface_hub_for_the_file_in_place(tmp_path
     )
     assert files == [tmp_path / "asr/config.json"]
     assert snapshots == [("openai/whisper-large-v3-turbo", ["*.json"])]
+
+
+CATALOGUE = (
+    {"en": "WAV2VEC2_ASR_BASE_960H", "fr": "VOXPOPULI_ASR_BASE_10K_FR"},
+    {"ja": "jonatasgrosman/wav2vec2-large-xlsr-53-japanese"},
+)
+
+
+def test_the_alignment_model_of_every_configured_language_is_fetched(tmp_path):
+    hub = FakeHub()
+    marker = fetch_models(
+        settings_for(tmp_path),
+        hub,
+        with_alignment=True,
+        log=lambda _: None,
+        environ={"F5TTS_ALIGN_LANGUAGES": "en, fr,ja"},
+        align_catalogue=lambda: CATALOGUE,
+    )
+    assert hub.bundles == ["WAV2VEC2_ASR_BASE_960H", "VOXPOPULI_ASR_BASE_10K_FR"]
+    assert "jonatasgrosman/wav2vec2-large-xlsr-53-japanese/*" in hub.fetched
+    assert (tmp_path / "models/align/ja/model.safetensors").is_file()
+    assert marker.features["alignment.ja"] and marker.features["alignment.fr"]
+    assert marker.features["alignment"]
+
+
+def refusal(tmp_path, with_alignment: bool, **environ) -> str:
+    """The sentence fetch-models refuses these settings with, before any download."""
+    hub = FakeHub()
+    with pytest.raises(BootstrapError) as caught:
+        fetch_models(
+            settings_for(tmp_path),
+            hub,
+            with_alignment=with_alignment,
+            log=lambda _: None,
+            environ=environ,
+            align_catalogue=lambda: CATALOGUE,
+        )
+    assert hub.fetched == [] and caught.value.code == ExitCode.SETTINGS
+    return caught.value.message
+
+
+def test_a_language_whisperx_has_no_model_for_is_refused_with_a_sentence(tmp_path):
+    message = refusal(tmp_path, True, F5TTS_ALIGN_LANGUAGES="en,xx")
+    assert "xx" in message and "F5TTS_ALIGN_LANGUAGES" in message
+
+
+def test_a_model_whose_weights_live_in_another_repository_is_fetched_from_there(tmp_path):
+    hub = FakeHub()
+    fetch_models(
+        settings_for(tmp_path),
+        hub,
+        with_alignment=False,
+        log=lambda _: None,
+        environ={"F5TTS_MODEL": "E2TTS_Base"},
+    )
+    assert hub.fetched[:2] == [
+        "SWivid/E2-TTS/E2TTS_Base/model_1200000.safetensors",
+        "SWivid/E2-TTS/E2TTS_Base/vocab.txt",
+    ]
+    # where the handler's engine looks for a model of that name
+    assert (tmp_path / "models/f5tts/E2TTS_Base/model_1200000.safetensors").is_file()
+
+
+def test_a_model_name_without_published_weights_is_refused_with_the_settings_to_give(tmp_path):
+    message = refusal(tmp_path, False, F5TTS_MODEL="MyFineTune")
+    assert "MyFineTune" in message and "F5TTS_MODEL_FILE" in message and "\n" not in message
+
+
+@pytest.mark.heavy  # whisperx imports torch
+def test_the_catalogue_is_whisperx_own_default_model_per_language():
+    from bootstrap.models import plan_alignment, whisperx_align_catalogue
+
+    catalogue = whisperx_align_catalogue()
+    planned = plan_alignment(["en", "fr", "ja"], catalogue)
+    assert [(m.kind, m.name) for m in planned] == [
+        ("torchaudio", "WAV2VEC2_ASR_BASE_960H"),
+        ("torchaudio", "VOXPOPULI_ASR_BASE_10K_FR"),
+        ("huggingface", "jonatasgrosman/wav2vec2-large-xlsr-53-japanese"),
+    ]

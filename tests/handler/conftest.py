@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from handler.jobs import JobRunner, Models
 from handler.settings import Settings
 from tests.handler.clips import speechlike, wav_bytes
+from tests.handler.doubles import EvenAligner, FixedTranscriber, SineEngine
 
 S3_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -33,6 +35,18 @@ def make_settings(tmp_path: Path, ffmpeg_bin_dir: Path) -> Callable[..., Setting
         return Settings.model_validate(values)
 
     return make
+
+
+@pytest.fixture
+def models() -> Models:
+    """The test doubles of the models (tests/handler/doubles.py)."""
+    return Models(SineEngine(), EvenAligner(), FixedTranscriber())
+
+
+@pytest.fixture
+def inline_runner(make_settings, models) -> JobRunner:
+    """A JobRunner without a bucket: outputs come back inline."""
+    return JobRunner(make_settings(), models, None)
 
 
 @pytest.fixture(scope="session")

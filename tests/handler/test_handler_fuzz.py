@@ -57,6 +57,17 @@ KEYS = [
     "voice_file_url",
     "timing_method",
     "overwrite",
+    "segments",
+    "pause_s",
+    "language",
+    "normalize",
+    "loudness_lufs",
+    "input",
+    "response_format",
+    "model",
+    "instructions",
+    "openai_route",
+    "openai_input",
 ]
 job_inputs = st.one_of(
     values,
@@ -74,6 +85,10 @@ job_inputs = st.one_of(
                     "https://10.0.0.1/a.wav",
                     "s3://b/k",
                     "data:,x",
+                    "[anna] hi [bob] ho",
+                    "/v1/audio/speech",
+                    "pcm",
+                    "aac",
                 ]
             ),
         ),

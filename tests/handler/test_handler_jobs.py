@@ -13,21 +13,11 @@ import requests
 from handler.errors import UserError
 from handler.jobs import JobRunner, Models
 from handler.storage import ObjectStore
-from tests.handler.doubles import EvenAligner, FixedTranscriber, SineEngine
+from tests.handler.doubles import SineEngine
 
 
 def data_uri(wav: bytes) -> str:
     return "data:audio/wav;base64," + base64.b64encode(wav).decode()
-
-
-@pytest.fixture
-def models():
-    return Models(SineEngine(), EvenAligner(), FixedTranscriber())
-
-
-@pytest.fixture
-def inline_runner(make_settings, models):
-    return JobRunner(make_settings(), models, None)
 
 
 @pytest.fixture
@@ -204,7 +194,13 @@ def test_info_reports_env_marker_features_and_versions(make_settings, models, tm
     )
     out = JobRunner(make_settings(env_prefix=prefix), models, None).run("j", {"op": "info"})
     assert out["env_id"] == "abc123" and out["env"]["features"] == ["whisperx"]
-    assert out["features"] == {"word_timings": True, "transcription": True, "storage": "inline"}
+    assert out["features"] == {
+        "word_timings": True,
+        "word_timing_languages": ["en"],
+        "transcription": True,
+        "storage": "inline",
+    }
+    assert out["limits"]["max_segments"] == 50
     assert out["versions"]["runpod"] == "1.12.0" and out["model"] == "sine-double"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import subprocess
 import sys
 
@@ -101,18 +102,66 @@ def run_test_input(ffmpeg_bin_dir, tmp_path, job) -> subprocess.CompletedProcess
     )
 
 
-def test_test_input_runs_one_job_and_exits_zero(ffmpeg_bin_dir, tmp_path, reference_wav):
+def test_test_input_runs_one_job_exits_zero_and_logs_no_audio(
+    ffmpeg_bin_dir, tmp_path, reference_wav
+):
     ref = base64.b64encode(reference_wav).decode()
     done = run_test_input(
         ffmpeg_bin_dir,
         tmp_path,
         {"input": {"text": "Hi.", "ref_audio_base64": ref, "ref_text": "Ref.", "format": "mp3"}},
     )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "completed successfully" in done.stdout + done.stderr
+    log = done.stdout + done.stderr
+    assert done.returncode == 0, log[-2000:]
+    assert "completed successfully" in log
+    # the SDK prints the job's result at INFO under --test_input: no audio in it
+    assert not leaks(log, ref[100:200]), log[-2000:]
+    assert re.search(r"[A-Za-z0-9+/]{120,}", log) is None, "no audio as base64 in the log"
 
 
 def test_test_input_with_a_bad_job_exits_one_with_the_sentence(ffmpeg_bin_dir, tmp_path):
     done = run_test_input(ffmpeg_bin_dir, tmp_path, {"input": {"text": "Hi."}})
     assert done.returncode == 1
     assert "exactly one of voice, ref_audio or ref_audio_base64" in done.stdout + done.stderr
+
+
+LOG_SECRET = "wJalrXUtnFEMI-k7MDENG-bPxRfiCYEXAMPLEKEY"
+
+
+def leaks(log: str, *needles: str) -> list[str]:
+    return [n[:40] for n in needles if n in log]
+
+
+def test_worker_logs_hold_no_presigned_url_credential_or_audio(
+    ffmpeg_bin_dir, tmp_path, s3_endpoint, bucket, reference_wav
+):
+    """The SDK logs a job's output at DEBUG, and its own default level is DEBUG."""
+    env = worker_env(
+        ffmpeg_bin_dir,
+        tmp_path / "vol",
+        **{**s3_env(s3_endpoint, bucket), "AWS_SECRET_ACCESS_KEY": LOG_SECRET},
+    )
+    ref = base64.b64encode(reference_wav).decode()
+    server = LocalApi(env, tmp_path / "worker.log")
+    try:
+        stored = server.runsync({"text": "Hi there.", "ref_audio_base64": ref, "ref_text": "R."})
+        inline = server.runsync(
+            {"text": "Hi.", "ref_audio_base64": ref, "ref_text": "R.", "delivery": "base64"}
+        )
+        signed = "http://x.test/a.wav?X-Amz-Signature=abc123def456"
+        refused = server.runsync({"text": "Hi.", "ref_audio": signed, "ref_text": "R."})
+    finally:
+        server.stop()
+    assert stored["status"] == "COMPLETED" and inline["status"] == "COMPLETED", (stored, inline)
+    assert refused["status"] == "FAILED"
+    log = (tmp_path / "worker.log").read_text()
+    url = stored["output"]["audio"]["url"]
+    assert not leaks(
+        log,
+        url.split("?", 1)[1],
+        "X-Amz-Signature=",
+        "X-Amz-Credential=",
+        LOG_SECRET,
+        ref[100:200],
+        inline["output"]["audio"]["base64"][100:200],
+    ), log[-3000:]

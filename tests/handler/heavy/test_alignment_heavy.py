@@ -154,3 +154,34 @@ def test_an_unloadable_model_dir_gives_none_with_a_sentence_naming_it(tiny_model
 
     assert aligner is None
     assert str(broken) in reason and "fetch-models" in reason
+
+
+def test_another_language_loads_from_the_folder_fetch_models_fills(tiny_models, tmp_path):
+    import shutil
+
+    from handler.alignment import language_loader
+
+    volume = tmp_path / "volume"
+    shutil.copytree(tiny_models.align_model_dir, volume / "models/align/de")
+    load = language_loader(tiny_models.settings(volume=volume, align_model_dir=None))
+
+    german = load("de")
+
+    assert german.language == "de"
+    words = german.align(noise(2.0, 24000), 24000, "Guten Morgen zusammen.")
+    assert [w.text for w in words] == ["Guten", "Morgen", "zusammen."]
+
+
+def test_a_language_with_no_model_on_the_volume_is_a_sentence_not_a_download(
+    tiny_models, tmp_path, monkeypatch
+):
+    from handler.alignment import language_loader
+    from handler.errors import UserError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    load = language_loader(tiny_models.settings(volume=tmp_path, align_model_dir=None))
+    with pytest.raises(UserError) as caught:
+        load("nl")
+    assert (
+        "fetch-models" in caught.value.sentence and "F5TTS_ALIGN_LANGUAGES" in caught.value.sentence
+    )
