@@ -214,7 +214,7 @@ def _stage_uv(stage: Path) -> None:
         stage / "bin" / "uv",
         "#!/bin/sh\n"
         "# Stand-in for uv: tests/support/uv_double.py.\n"
-        f"PYTHONPATH={_REPO} exec {sys.executable} -m tests.support.uv_double \"$@\"\n",
+        f'PYTHONPATH={_REPO} exec {sys.executable} -m tests.support.uv_double "$@"\n',
         mode=0o755,
     )
 

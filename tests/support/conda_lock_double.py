@@ -64,7 +64,9 @@ def _parse(argv: Sequence[str]) -> dict:
     context = command.make_context("conda-lock lock", list(argv))
     defaults = command.make_context("conda-lock lock", []).params
     unsupported = sorted(
-        name for name, value in context.params.items() if name not in SUPPORTED and value != defaults[name]
+        name
+        for name, value in context.params.items()
+        if name not in SUPPORTED and value != defaults[name]
     )
     if unsupported:
         raise click.UsageError(f"the conda-lock double does not implement {unsupported}")
@@ -89,7 +91,12 @@ def lock(params: dict) -> pathlib.Path:
     from conda_lock.src_parser import make_lock_spec
     from conda_lock.virtual_package import virtual_package_repo_from_specification
 
-    from tests.support.lockfiles import locked_conda, solve_urls, virtual_packages_of, write_lockfile
+    from tests.support.lockfiles import (
+        locked_conda,
+        solve_urls,
+        virtual_packages_of,
+        write_lockfile,
+    )
 
     conda = pathlib.Path(params["conda"])
     if not (conda.is_file() and os.access(conda, os.X_OK)):

@@ -71,9 +71,7 @@ class LockBundle:
     content_hash: str
 
 
-def virtual_packages_of(
-    specification: dict, platform: str = SUBDIR
-) -> list[GenericVirtualPackage]:
+def virtual_packages_of(specification: dict, platform: str = SUBDIR) -> list[GenericVirtualPackage]:
     """The virtual packages a virtual-packages.yml (conda-lock's format) gives `platform`."""
     packages = specification["subdirs"][platform]["packages"]
     result = []
