@@ -57,6 +57,11 @@ def read_calls(log: pathlib.Path) -> list[dict]:
     return [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
 
 
+def lock_calls(log: pathlib.Path) -> list[dict]:
+    """The `conda-lock lock` calls (solves) in the log."""
+    return [call for call in read_calls(log) if call["argv"][:1] == ["lock"]]
+
+
 def _parse(argv: Sequence[str]) -> dict:
     from conda_lock.conda_lock import main as conda_lock_cli
 

@@ -57,11 +57,37 @@ def copy_bootstrap(dest: Path) -> None:
                 shutil.copy2(source, dest / source.name)
 
 
-def write_leftovers_source(checkout: Path, wheelhouse: Wheelhouse) -> Path:
+def write_leftovers(checkout: Path, wheelhouse: Wheelhouse) -> Path:
+    """requirements/leftovers.in of the wheelhouse and the .txt bootstrap/lock makes of it
+    (committed in a real clone), compiled by the uv double."""
+    from bootstrap.relock import leftovers_text
+    from tests.support import uv_double
+
     requirements = checkout / "requirements"
     requirements.mkdir(parents=True, exist_ok=True)
     source = requirements / "leftovers.in"
     source.write_text("".join(f"{w.name}=={w.version}\n" for w in wheelhouse.wheels))
+    compiled = requirements / ".compiled"
+    previous = os.environ.get("UV_FIND_LINKS")
+    os.environ["UV_FIND_LINKS"] = str(wheelhouse.dir)
+    try:
+        args = [
+            "pip",
+            "compile",
+            "--no-deps",
+            "--generate-hashes",
+            str(source),
+            "-o",
+            str(compiled),
+        ]
+        if uv_double.main(args) != 0:
+            raise RuntimeError("the uv double could not compile the wheelhouse's leftovers")
+    finally:
+        os.environ.pop("UV_FIND_LINKS")
+        if previous is not None:
+            os.environ["UV_FIND_LINKS"] = previous
+    source.with_suffix(".txt").write_text(leftovers_text(source, compiled.read_text()))
+    compiled.unlink()
     return source
 
 
@@ -73,13 +99,13 @@ def make_checkout(
     specs: Sequence[str] = DEFAULT_SPECS,
     with_lock: bool = False,
 ) -> Path:
-    """A clone under `dest`: bootstrap/, environment.yml, leftovers.in (.txt by `LockRun`)."""
+    """A clone under `dest`: bootstrap/, environment.yml and the leftovers locks."""
     copy_bootstrap(dest / "bootstrap")
     if with_lock:
         write_lock(channel, dest, specs=specs)
     else:
         write_environment(channel, dest, specs)
-    write_leftovers_source(dest, wheelhouse)
+    write_leftovers(dest, wheelhouse)
     return dest
 
 
