@@ -481,8 +481,9 @@ trap 'exit 143' TERM
 trap 'exit 130' INT
 
 phase check_volume
+# A checkout (no env-id, the lock command at hand) that has no lock yet.
 if [ ! -f "$APP/bootstrap/env-id" ] && [ ! -f "$F5TTS_LOCKFILE" ] &&
-    [ "$F5TTS_LOCKFILE" = "$APP/conda-lock.yml" ]; then
+    [ "$F5TTS_LOCKFILE" = "$APP/conda-lock.yml" ] && [ -x "$APP/bootstrap/lock" ]; then
     phase make_missing_lock
 fi
 phase compute_env_id

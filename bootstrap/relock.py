@@ -389,10 +389,18 @@ def main(argv: Sequence[str] | None = None, run: Runner = subprocess.run) -> int
     except BootstrapError as exc:
         print(f"bootstrap/lock: {exc.message}", file=sys.stderr)
         return int(exc.code)
-    if args.mode == "lock" or Step.LOCK_CONDA in steps:
+    made = [
+        name
+        for step, name in (
+            (Step.LOCK_CONDA, "conda-lock.yml"),
+            (Step.LOCK_LEFTOVERS, "requirements/leftovers*.txt"),
+        )
+        if step in steps
+    ]
+    if made:
         print(
-            "bootstrap/lock: done; commit conda-lock.yml and requirements/leftovers*.txt: "
-            "with them committed, every image build installs exactly these packages.",
+            f"bootstrap/lock: done; commit {' and '.join(made)}: with the locks committed, "
+            "every image build and start installs exactly these packages.",
             file=sys.stderr,
         )
     return 0
