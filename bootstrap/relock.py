@@ -266,13 +266,15 @@ def _need(path: str | None, name: str) -> str:
     return path
 
 
-def _run(command: Sequence[str], run: Runner, what: str, cwd: Path | None = None) -> None:
+def _run(
+    command: Sequence[str], run: Runner, what: str, cwd: Path | None = None, hint: str = ""
+) -> None:
     print("+ " + " ".join(command), file=sys.stderr, flush=True)
     result = run(list(command), cwd=cwd)
     if result.returncode != 0:
         raise BootstrapError(
             ExitCode.LOCK_TOOL,
-            f"{what} failed with exit code {result.returncode}; its reason is above.",
+            f"{what} failed with exit code {result.returncode}; its reason is above{hint}.",
         )
 
 
@@ -332,9 +334,10 @@ def lock_leftovers(paths: Paths, tools: Tools, run: Runner) -> None:
             _run(
                 uv_compile_command(tools, source, compiled),
                 run,
-                f"uv pip compile {source.name} (a pin without a wheel needs `--no-binary NAME` "
-                "in the .in)",
+                f"uv pip compile {source.name}",
                 cwd=source.parent,
+                hint="; a pin with no usable wheels needs a --no-binary NAME line in its .in "
+                "(docs/lockfile.md)",
             )
             write_atomically(target, leftovers_text(source, compiled.read_text(encoding="utf-8")))
         finally:

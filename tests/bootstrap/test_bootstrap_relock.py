@@ -255,6 +255,19 @@ def test_leftovers_locks_are_regenerated_with_the_hash_of_their_source(checkout,
     assert leftovers_of(checkout) == []
 
 
+def test_a_failed_compile_says_how_to_allow_an_sdist(checkout, lock_bundle, capsys):
+    before = (checkout / "requirements/leftovers.txt").read_bytes()
+    code = relock(checkout, lock_bundle, "--leftovers-only", run=Recorder(fail="uv"))
+    assert code == ExitCode.LOCK_TOOL
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "bootstrap/lock: uv pip compile leftovers-whisperx.in failed with exit code 1; its reason "
+        "is above; a pin with no usable wheels needs a --no-binary NAME line in its .in "
+        "(docs/lockfile.md)."
+    )
+    assert (checkout / "requirements/leftovers.txt").read_bytes() == before
+    assert leftovers_of(checkout) == []
+
+
 def test_a_declared_sdist_without_its_build_tools_in_the_env_is_refused(
     checkout, lock_bundle, capsys
 ):
