@@ -92,28 +92,34 @@ LINUX_PY311 = {
 }
 
 
-def runtime_requirements(dist: md.Distribution) -> set[str]:
-    needed = set()
+def runtime_specifiers(dist: md.Distribution) -> dict[str, SpecifierSet]:
+    """What a distribution requires on linux-64, Python 3.11: name -> specifiers."""
+    found: dict[str, SpecifierSet] = {}
     for line in dist.requires or []:
         requirement = Requirement(line)
         if requirement.marker is None or requirement.marker.evaluate(LINUX_PY311):
-            needed.add(canonicalize_name(requirement.name))
-    return needed
+            name = canonicalize_name(requirement.name)
+            found[name] = found.get(name, SpecifierSet()) & requirement.specifier
+    return found
+
+
+def installed(name: str) -> md.Distribution:
+    try:
+        return md.distribution(name)
+    except md.PackageNotFoundError:
+        pytest.skip(f"{name} is not installed in this test tier")
 
 
 @pytest.mark.parametrize("name", sorted(leftovers()))
 def test_every_requirement_of_a_leftover_is_in_the_env(name):
-    try:
-        dist = md.distribution(name)
-    except md.PackageNotFoundError:
-        pytest.skip(f"{name} is not installed in this test tier")
+    dist = installed(name)
     assert canonicalize_name(dist.version) == canonicalize_name(leftovers()[name]), (
         f"{name} {dist.version} is installed but leftovers pin {leftovers()[name]}"
     )
     provided = conda_names() | set(leftovers())
     missing = {
         req
-        for req in runtime_requirements(dist)
+        for req in runtime_specifiers(dist)
         if canonicalize_name(CONDA_NAME.get(req, req)) not in provided and req not in NOT_NEEDED
     }
     assert not missing, f"{name} needs {sorted(missing)}: add them to environment.yml"
@@ -226,16 +232,6 @@ def env_constraints(environment: Path = REPO / "environment.yml") -> dict[str, S
     }
 
 
-def runtime_specifiers(dist: md.Distribution) -> dict[str, SpecifierSet]:
-    found: dict[str, SpecifierSet] = {}
-    for line in dist.requires or []:
-        requirement = Requirement(line)
-        if requirement.marker is None or requirement.marker.evaluate(LINUX_PY311):
-            name = canonicalize_name(requirement.name)
-            found[name] = found.get(name, SpecifierSet()) & requirement.specifier
-    return found
-
-
 def floor_problems(requirer: str, needs: dict[str, SpecifierSet]) -> list[str]:
     problems = []
     constraints = env_constraints()
@@ -261,11 +257,7 @@ def floor_problems(requirer: str, needs: dict[str, SpecifierSet]) -> list[str]:
 
 @pytest.mark.parametrize("name", sorted(leftovers()))
 def test_environment_yml_allows_only_versions_each_leftover_accepts(name):
-    try:
-        dist = md.distribution(name)
-    except md.PackageNotFoundError:
-        pytest.skip(f"{name} is not installed in this test tier")
-    problems = floor_problems(name, runtime_specifiers(dist))
+    problems = floor_problems(name, runtime_specifiers(installed(name)))
     assert not problems, "tighten environment.yml (then relock): " + "; ".join(problems)
 
 

@@ -17,9 +17,8 @@ from pathlib import Path
 import pytest
 
 from bootstrap.finish import pip_command
-from bootstrap.relock import leftovers_text
 from bootstrap.settings import Settings
-from tests.support import uv_double
+from tests.support.lock_kit import leftovers_lock_text
 from tests.support.wheels import build_sdist, build_wheel
 
 
@@ -33,26 +32,11 @@ def dists(tmp_path) -> Path:
 
 
 def leftovers_lock(tmp_path: Path, dists: Path, source_text: str) -> Path:
-    """The .txt bootstrap/lock writes for this .in (compiled by the uv double)."""
+    """The .txt bootstrap/lock writes for this .in."""
     source = tmp_path / "leftovers.in"
     source.write_text(source_text)
-    compiled = tmp_path / "compiled.txt"
-    os.environ["UV_FIND_LINKS"] = str(dists)
-    try:
-        args = [
-            "pip",
-            "compile",
-            "--no-deps",
-            "--generate-hashes",
-            str(source),
-            "-o",
-            str(compiled),
-        ]
-        assert uv_double.main(args) == 0
-    finally:
-        del os.environ["UV_FIND_LINKS"]
     lock = tmp_path / "leftovers.txt"
-    lock.write_text(leftovers_text(source, compiled.read_text()))
+    lock.write_text(leftovers_lock_text(source, dists))
     return lock
 
 

@@ -57,19 +57,15 @@ def copy_bootstrap(dest: Path) -> None:
                 shutil.copy2(source, dest / source.name)
 
 
-def write_leftovers(checkout: Path, wheelhouse: Wheelhouse) -> Path:
-    """requirements/leftovers.in of the wheelhouse and the .txt bootstrap/lock makes of it
-    (committed in a real clone), compiled by the uv double."""
+def leftovers_lock_text(source: Path, find_links: Path) -> str:
+    """The .txt bootstrap/lock writes for the leftovers .in `source`, its pins compiled
+    by the uv double from the distributions in `find_links`."""
     from bootstrap.relock import leftovers_text
     from tests.support import uv_double
 
-    requirements = checkout / "requirements"
-    requirements.mkdir(parents=True, exist_ok=True)
-    source = requirements / "leftovers.in"
-    source.write_text("".join(f"{w.name}=={w.version}\n" for w in wheelhouse.wheels))
-    compiled = requirements / ".compiled"
+    compiled = source.with_name(f".{source.stem}.compiled")
     previous = os.environ.get("UV_FIND_LINKS")
-    os.environ["UV_FIND_LINKS"] = str(wheelhouse.dir)
+    os.environ["UV_FIND_LINKS"] = str(find_links)
     try:
         args = [
             "pip",
@@ -81,13 +77,22 @@ def write_leftovers(checkout: Path, wheelhouse: Wheelhouse) -> Path:
             str(compiled),
         ]
         if uv_double.main(args) != 0:
-            raise RuntimeError("the uv double could not compile the wheelhouse's leftovers")
+            raise RuntimeError(f"the uv double could not compile {source}")
+        return leftovers_text(source, compiled.read_text())
     finally:
         os.environ.pop("UV_FIND_LINKS")
         if previous is not None:
             os.environ["UV_FIND_LINKS"] = previous
-    source.with_suffix(".txt").write_text(leftovers_text(source, compiled.read_text()))
-    compiled.unlink()
+        compiled.unlink(missing_ok=True)
+
+
+def write_leftovers(checkout: Path, wheelhouse: Wheelhouse) -> Path:
+    """requirements/leftovers.in of the wheelhouse and its .txt (committed in a clone)."""
+    requirements = checkout / "requirements"
+    requirements.mkdir(parents=True, exist_ok=True)
+    source = requirements / "leftovers.in"
+    source.write_text("".join(f"{w.name}=={w.version}\n" for w in wheelhouse.wheels))
+    source.with_suffix(".txt").write_text(leftovers_lock_text(source, wheelhouse.dir))
     return source
 
 
