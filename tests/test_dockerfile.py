@@ -140,7 +140,7 @@ def run_stage_commands(lock_run: LockRun, name: str):
     for argv in lock_runs(name):
         args = argv[1:]
         assert args[args.index("--micromamba") + 1] == "/bin/micromamba"
-        assert args[args.index("--tools-dir") + 1] == "/tmp/lock-tools"
+        assert args[args.index("--tools-dir") + 1] == "/opt/lock-tools"
         mode = [a for a in args if a.startswith("--") and a not in ("--micromamba", "--tools-dir")]
         result = lock_run.run(*mode, "--micromamba", str(lock_run.micromamba.executable))
         if result.returncode != 0:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from tests.support.lock_kit import LockRun, base_tools_dir
 from tests.support.lockfiles import content_hash_for, write_lock
 from tests.support.micromamba_double import install_launcher, realizations
 from tests.support.pins import pins
+from tests.support.wheels import build_sdist
 
 READY = ".f5tts-lock-tools-ready"
 
@@ -287,3 +289,32 @@ def test_docker_mode_runs_the_same_command_in_the_pinned_image(lock_run: LockRun
         lock_run.channel.url,
         "--conda-only",
     ]
+
+
+def test_a_leftover_with_only_an_sdist_fails_the_lock_unless_its_in_declares_it(
+    lock_run: LockRun,
+):
+    index = lock_run.work / "index"
+    shutil.copytree(lock_run.wheelhouse.dir, index)
+    build_sdist(index, "sdist-probe", "0.1.1")
+    source = lock_run.checkout / "requirements/leftovers.in"
+    before = (lock_run.checkout / "requirements/leftovers.txt").read_bytes()
+    source.write_text(source.read_text() + "sdist-probe==0.1.1\n")
+
+    refused = lock_run.run("--leftovers-only", UV_FIND_LINKS=str(index))
+    assert refused.returncode == ExitCode.LOCK_TOOL
+    assert "sdist-probe==0.1.1 has no usable wheels" in refused.stderr
+    assert (lock_run.checkout / "requirements/leftovers.txt").read_bytes() == before
+
+    # Declared, but the env that would build it has no setuptools: refused before uv runs.
+    source.write_text("--no-binary sdist-probe\n" + source.read_text())
+    no_build_tools = lock_run.run("--leftovers-only", UV_FIND_LINKS=str(index))
+    assert no_build_tools.returncode == ExitCode.LEFTOVERS_SDIST
+
+    environment = lock_run.checkout / "environment.yml"
+    environment.write_text(environment.read_text() + "- setuptools\n")
+    declared = lock_run.run("--leftovers-only", UV_FIND_LINKS=str(index))
+    assert declared.returncode == 0, declared.stderr
+    lock = (lock_run.checkout / "requirements/leftovers.txt").read_text()
+    assert "--only-binary :all:\n--no-binary sdist-probe\n" in lock
+    assert "sdist-probe==0.1.1 \\\n    --hash=sha256:" in lock
