@@ -318,3 +318,17 @@ def test_a_leftover_with_only_an_sdist_fails_the_lock_unless_its_in_declares_it(
     lock = (lock_run.checkout / "requirements/leftovers.txt").read_text()
     assert "--only-binary :all:\n--no-binary sdist-probe\n" in lock
     assert "sdist-probe==0.1.1 \\\n    --hash=sha256:" in lock
+
+
+def test_a_micromamba_under_another_name_reaches_conda_lock_as_micromamba(lock_run: LockRun):
+    """conda-lock decides by the name whether a binary is micromamba or conda."""
+    renamed = lock_run.work / "bin" / "micromamba-2.5.0"
+    renamed.parent.mkdir()
+    renamed.symlink_to(lock_run.micromamba.executable)
+    result = lock_run.run("--conda-only", "--micromamba", str(renamed))
+
+    assert result.returncode == 0, result.stderr
+    [call] = lock_calls(lock_run.conda_lock_log)
+    conda = call["argv"][call["argv"].index("--conda") + 1]
+    assert conda == str(lock_run.tools_dir / "bin" / "micromamba")
+    assert_valid_lock(lock_run)

@@ -92,6 +92,7 @@ def _specs(dependencies) -> list[str]:
 def lock(params: dict) -> pathlib.Path:
     from conda_lock.common import relative_path
     from conda_lock.content_hash import compute_content_hashes
+    from conda_lock.invoke_conda import is_micromamba
     from conda_lock.lookup import DEFAULT_MAPPING_URL
     from conda_lock.src_parser import make_lock_spec
     from conda_lock.virtual_package import virtual_package_repo_from_specification
@@ -106,6 +107,11 @@ def lock(params: dict) -> pathlib.Path:
     conda = pathlib.Path(params["conda"])
     if not (conda.is_file() and os.access(conda, os.X_OK)):
         raise click.ClickException(f"Could not find conda (or compatible) executable {conda}")
+    if not is_micromamba(conda):
+        # conda-lock would drive it with conda's flags, which micromamba rejects.
+        raise click.ClickException(
+            f"{conda} is not named micromamba, so conda-lock would call it as conda"
+        )
     files = [pathlib.Path(f) for f in params["files"]]
     lockfile = pathlib.Path(params["lockfile"] or "conda-lock.yml")
     spec = make_lock_spec(

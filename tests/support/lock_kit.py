@@ -204,7 +204,7 @@ def make_lock_run(
 
 
 # What bootstrap/lock and the stand-ins' launchers call by name: POSIX tools, no Python.
-BASE_TOOLS = ("sh", "sed", "sha256sum", "cut", "mkdir", "rm", "mv", "dirname", "id", "cat")
+BASE_TOOLS = ("sh", "sed", "sha256sum", "cut", "mkdir", "rm", "mv", "ln", "dirname", "id", "cat")
 
 
 def base_tools_dir(dest: Path) -> Path:
