@@ -207,6 +207,25 @@ check_lockfile() {
         die 14 "$F5TTS_LOCKFILE is not a usable lock ($_lock_problem): a maintainer regenerates it with bootstrap/lock and commits it; see docs/lockfile.md."
 }
 
+# README step 1 on a fresh clone: no lock yet, so it is made first, by the command
+# maintainers run (bootstrap/lock), with its tools env on the volume and under a lease,
+# so two local workers do not lock at once. Never in the image: its build makes the
+# lock and writes bootstrap/env-id.
+make_missing_lock() {
+    find_micromamba
+    acquire_lease lock
+    if [ ! -f "$F5TTS_LOCKFILE" ]; then
+        log "no conda-lock.yml in $APP yet: making it with bootstrap/lock (a conda-forge solve, minutes)"
+        MAMBA_USE_LOCKFILES=false "$APP/bootstrap/lock" --conda-only --micromamba "$MICROMAMBA_BIN" \
+            --tools-dir "$F5TTS_VOLUME/tools" --channel "$F5TTS_ALLOWED_CHANNEL" </dev/null >&2 &&
+            _rc=0 || _rc=$?
+        [ "$_rc" -eq 0 ] ||
+            die 13 "no conda-lock.yml at $F5TTS_LOCKFILE, and bootstrap/lock could not make it (exit $_rc, its reason is above): fix that cause and restart, or make the lock where Docker runs (bootstrap/lock --docker) and commit it; see docs/lockfile.md."
+        log "made the lock $F5TTS_LOCKFILE: commit it, so every later build and start installs exactly these packages"
+    fi
+    release_lease
+}
+
 find_micromamba() {
     MICROMAMBA_BIN=$(command -v "$MICROMAMBA") && [ -x "$MICROMAMBA_BIN" ] ||
         die 15 "micromamba was not found (MICROMAMBA=$MICROMAMBA): run the f5tts-runpod image, which ships it at /usr/local/bin/micromamba, or install micromamba 2.x and put it on PATH."
@@ -462,6 +481,11 @@ trap 'exit 143' TERM
 trap 'exit 130' INT
 
 phase check_volume
+# A checkout (no env-id, the lock command at hand) that has no lock yet.
+if [ ! -f "$APP/bootstrap/env-id" ] && [ ! -f "$F5TTS_LOCKFILE" ] &&
+    [ "$F5TTS_LOCKFILE" = "$APP/conda-lock.yml" ] && [ -x "$APP/bootstrap/lock" ]; then
+    phase make_missing_lock
+fi
 phase compute_env_id
 # Not `env_ready || build_env`: set -e does not apply inside the right side of ||.
 if ! env_ready; then build_env; fi

@@ -30,6 +30,7 @@ class ExitCode(IntEnum):
     LOCK_STALE = 46  # bootstrap/lock --check: inputs changed since the lock
     LOCK_TOOL = 47  # bootstrap/lock: a tool it needs is missing or failed
     LEASE_LOST = 48  # finish: the env lease was taken over before the marker
+    LEFTOVERS_SDIST = 49  # bootstrap/lock: a declared sdist lacks its build tools in the env
 
 
 class BootstrapError(Exception):

@@ -93,6 +93,9 @@ def pip_command(python: Path, requirements: Path, settings: Settings) -> list[st
         "--require-hashes",
         "--disable-pip-version-check",
         "--no-input",
+        # The sdists a leftovers lock allows (--no-binary) build against the env's own
+        # setuptools: an isolated build would download its build tools unhashed.
+        "--no-build-isolation",
         *settings.pip_args,
         "-r",
         str(requirements),

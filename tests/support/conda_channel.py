@@ -26,6 +26,8 @@ from pathlib import Path
 from rattler.index import index_fs
 from rattler_build import ArchiveType, assemble_package
 
+from tests.support.pins import pins
+
 PYTHON_VERSION = "{}.{}.{}".format(*sys.version_info[:3])
 PY_TAG = "py{}{}".format(*sys.version_info[:2])
 SITE_PACKAGES = "lib/python{}.{}/site-packages".format(*sys.version_info[:2])
@@ -40,9 +42,8 @@ SUBDIR = "linux-64"
 # Fixed so that identical inputs give identical archives across builds.
 BUILD_TIMESTAMP = datetime(2026, 1, 1, tzinfo=UTC)
 
-_VENV_SITE_PACKAGES = (
-    Path(__file__).resolve().parents[2] / ".venv" / "lib" / "python3.11" / "site-packages"
-)
+_REPO = Path(__file__).resolve().parents[2]
+_VENV_SITE_PACKAGES = _REPO / ".venv" / "lib" / "python3.11" / "site-packages"
 _MAJOR, _MINOR = sys.version_info[:2]
 _PYTHON_DEP = f"python >={_MAJOR}.{_MINOR},<{_MAJOR}.{_MINOR + 1}"
 
@@ -190,6 +191,34 @@ def _stage_prefix_probe(stage: Path) -> None:
     _write(stage / PREFIX_PROBE_FILE, f"prefix={PREFIX_PLACEHOLDER}\n")
 
 
+def _stage_conda_lock(stage: Path) -> None:
+    # The real library (from the test venv, through a .pth file) and an entry point
+    # that runs the test double instead of solving with a conda binary.
+    _write(
+        stage / SITE_PACKAGES / "conda_lock_stand_in.pth",
+        f"{_VENV_SITE_PACKAGES}\n{_REPO}\n",
+    )
+    _write(
+        stage / "bin" / "conda-lock",
+        "#!/bin/sh\n"
+        "# Stand-in for conda-lock's entry point: tests/support/conda_lock_double.py.\n"
+        'exec "$(dirname "$0")/python" -m tests.support.conda_lock_double "$@"\n',
+        mode=0o755,
+    )
+
+
+def _stage_uv(stage: Path) -> None:
+    # uv is a compiled binary with no Python of its own: the stand-in runs the test
+    # double with the test interpreter.
+    _write(
+        stage / "bin" / "uv",
+        "#!/bin/sh\n"
+        "# Stand-in for uv: tests/support/uv_double.py.\n"
+        f'PYTHONPATH={_REPO} exec {sys.executable} -m tests.support.uv_double "$@"\n',
+        mode=0o755,
+    )
+
+
 def _stage_ballast(index: int, size_bytes: int) -> Callable[[Path], None]:
     def stage_it(stage: Path) -> None:
         path = stage / "share" / "ballast" / f"{index}.bin"
@@ -243,6 +272,17 @@ def _recipes(ballast: BallastSpec | None) -> list[_Recipe]:
             _stage_prefix_probe,
             archive_type=ArchiveType.TarBz2,
         ),
+    ]
+    # The lock tools bootstrap/lock realizes (bootstrap/pins.env), as stand-ins.
+    recipes += [
+        _Recipe(
+            "conda-lock",
+            pins()["CONDA_LOCK_VERSION"],
+            "pyh0000000_0",
+            _stage_conda_lock,
+            (_PYTHON_DEP,),
+        ),
+        _Recipe("uv", pins()["UV_VERSION"], "h0000000_0", _stage_uv),
     ]
     if ballast is not None:
         recipes += [

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.support.conda_channel import LocalChannel, build_channel
+from tests.support.lock_kit import LockRun, install_pinned_micromamba, make_lock_run
 from tests.support.lockfiles import LockBundle, write_lock
 from tests.support.micromamba_double import MicromambaDouble, install_launcher
 from tests.support.wheels import Wheelhouse, build_wheelhouse
@@ -63,3 +64,23 @@ def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Wheelhouse:
 def private_channel(local_channel: LocalChannel) -> Callable[[Path], LocalChannel]:
     """Factory: a full copy of the channel at `dest`, free to corrupt."""
     return local_channel.copy_to
+
+
+@pytest.fixture(scope="session")
+def pinned_micromamba(tmp_path_factory: pytest.TempPathFactory) -> MicromambaDouble:
+    """The micromamba double answering `--version` with bootstrap/pins.env's version."""
+    return _cached(
+        "pinned-double",
+        lambda: install_pinned_micromamba(tmp_path_factory.mktemp("pinned-micromamba") / "bin"),
+    )
+
+
+@pytest.fixture
+def lock_run(
+    tmp_path: Path,
+    local_channel: LocalChannel,
+    wheelhouse: Wheelhouse,
+    pinned_micromamba: MicromambaDouble,
+) -> LockRun:
+    """A fresh clone without conda-lock.yml, and how to run its bootstrap/lock."""
+    return make_lock_run(tmp_path, local_channel, wheelhouse, pinned_micromamba)

@@ -71,29 +71,45 @@ class LockBundle:
     content_hash: str
 
 
-def _virtual_packages() -> list[GenericVirtualPackage]:
-    packages = CUDA_VIRTUAL_PACKAGES["subdirs"][SUBDIR]["packages"]
+def virtual_packages_of(specification: dict, platform: str = SUBDIR) -> list[GenericVirtualPackage]:
+    """The virtual packages a virtual-packages.yml (conda-lock's format) gives `platform`."""
+    packages = specification["subdirs"][platform]["packages"]
     result = []
     for name, spec in packages.items():
-        version, _, build = spec.partition(" ")
+        version, _, build = str(spec).partition(" ")
         result.append(
             GenericVirtualPackage(PackageName(name), Version(version), BuildString(build or "0"))
         )
     return result
 
 
+def solve_urls(
+    channel_urls: Sequence[str],
+    specs: Sequence[str],
+    *,
+    platform: str = SUBDIR,
+    virtual_packages: Sequence[GenericVirtualPackage] | None = None,
+) -> list[RepoDataRecord]:
+    """Solve `specs` against channels given by url for `platform` (CUDA 12.9 by default)."""
+    return asyncio.run(
+        rattler_solve(
+            sources=list(channel_urls),
+            specs=list(specs),
+            platforms=[platform, "noarch"],
+            virtual_packages=list(
+                virtual_packages
+                if virtual_packages is not None
+                else virtual_packages_of(CUDA_VIRTUAL_PACKAGES)
+            ),
+        )
+    )
+
+
 def solve(
     channel: LocalChannel, specs: Sequence[str] = DEFAULT_SPECS, *, platform: str = SUBDIR
 ) -> list[RepoDataRecord]:
     """Solve `specs` against the channel for `platform`, with CUDA 12.9 virtual packages."""
-    return asyncio.run(
-        rattler_solve(
-            sources=[channel.url],
-            specs=list(specs),
-            platforms=[platform, "noarch"],
-            virtual_packages=_virtual_packages(),
-        )
-    )
+    return solve_urls([channel.url], specs, platform=platform)
 
 
 def ballast_specs(ballast: BallastSpec) -> tuple[str, ...]:
@@ -148,6 +164,55 @@ def content_hash_for(environment_yml: Path, virtual_packages_yml: Path) -> str:
         return compute_content_hashes(spec, repo)[SUBDIR]
 
 
+def write_environment(
+    channel: LocalChannel, dest_dir: Path, specs: Sequence[str] = DEFAULT_SPECS
+) -> tuple[Path, Path]:
+    """environment.yml (solving `specs` from the channel) and the CUDA virtual-packages.yml."""
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    environment_yml = dest_dir / "environment.yml"
+    environment_yml.write_text(
+        yaml.safe_dump(
+            {
+                "name": "f5tts",
+                "channels": [channel.url],
+                "platforms": [SUBDIR],
+                "dependencies": list(specs),
+            },
+            sort_keys=False,
+        )
+    )
+    virtual_packages_yml = dest_dir / "virtual-packages.yml"
+    virtual_packages_yml.write_text(yaml.safe_dump(CUDA_VIRTUAL_PACKAGES, sort_keys=False))
+    return environment_yml, virtual_packages_yml
+
+
+def write_lockfile(
+    lockfile: Path,
+    packages: Sequence[LockedDependency],
+    *,
+    content_hashes: dict[str, str],
+    channel_urls: Sequence[str],
+    sources: Sequence[str],
+) -> Path:
+    """A conda-lock v1 file of `packages`, written by conda-lock's own writer."""
+    lock = Lockfile(
+        package=list(packages),
+        metadata=LockMeta(
+            content_hash=dict(content_hashes),
+            channels=[LockChannel.from_string(url) for url in channel_urls],
+            platforms=sorted(content_hashes),
+            sources=list(sources),
+        ),
+    )
+    write_conda_lock_file(lock, pathlib.Path(lockfile), metadata_choices=())
+    return lockfile
+
+
+def locked_conda(records: Sequence[RepoDataRecord], platform: str = SUBDIR) -> list:
+    """Solved records as conda-lock's LockedDependency entries."""
+    return [_locked(r, platform) for r in records]
+
+
 def write_lock(
     channel: LocalChannel,
     dest_dir: Path,
@@ -164,36 +229,16 @@ def write_lock(
     """
     if not filename.endswith(("-lock.yml", "-lock.yaml")):
         raise ValueError(f"{filename!r}: micromamba reads a lockfile only if it ends in -lock.yml")
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    environment_yml = dest_dir / "environment.yml"
-    environment_yml.write_text(
-        yaml.safe_dump(
-            {
-                "name": "f5tts",
-                "channels": [channel.url],
-                "platforms": [SUBDIR],
-                "dependencies": list(specs),
-            },
-            sort_keys=False,
-        )
-    )
-    virtual_packages_yml = dest_dir / "virtual-packages.yml"
-    virtual_packages_yml.write_text(yaml.safe_dump(CUDA_VIRTUAL_PACKAGES, sort_keys=False))
+    environment_yml, virtual_packages_yml = write_environment(channel, dest_dir, specs)
     content_hash = content_hash_for(environment_yml, virtual_packages_yml)
-
-    records = solve(channel, specs)
-    packages = [_locked(r, SUBDIR) for r in records] + [_locked_pip(p, SUBDIR) for p in pip]
-    lock = Lockfile(
-        package=packages,
-        metadata=LockMeta(
-            content_hash={SUBDIR: content_hash},
-            channels=[LockChannel.from_string(channel.url)],
-            platforms=[SUBDIR],
-            sources=[environment_yml.name],
-        ),
+    packages = locked_conda(solve(channel, specs)) + [_locked_pip(p, SUBDIR) for p in pip]
+    lockfile = write_lockfile(
+        dest_dir / filename,
+        packages,
+        content_hashes={SUBDIR: content_hash},
+        channel_urls=[channel.url],
+        sources=[environment_yml.name],
     )
-    lockfile = dest_dir / filename
-    write_conda_lock_file(lock, pathlib.Path(lockfile), metadata_choices=())
     return LockBundle(
         lockfile=lockfile,
         environment_yml=environment_yml,

@@ -390,20 +390,21 @@ def _create(args: Sequence[str]) -> int:
     parsed = _parse(
         args,
         _Spec(
-            flags=_GLOBAL_FLAGS,
+            flags={**_GLOBAL_FLAGS, "--override-channels": "override_channels"},
             options={
                 **_GLOBAL_OPTIONS,
                 "-p": "prefix",
                 "--prefix": "prefix",
                 "-f": "file",
                 "--file": "file",
+                "-c": "channel",
+                "--channel": "channel",
             },
+            multi=frozenset({"channel"}),
         ),
     )
-    if parsed.positionals:
-        raise Failure(
-            f"the micromamba double installs lockfiles only, not specs {parsed.positionals}"
-        )
+    if parsed.positionals and "file" in parsed.values:
+        raise Failure("the micromamba double installs a lockfile or specs, not both")
     root = _root_prefix(parsed)
     if "prefix" not in parsed.values:
         raise Failure("No target prefix specified (use -p/--prefix)")
@@ -431,16 +432,24 @@ def _create(args: Sequence[str]) -> int:
         else:
             raise Failure("Non-conda folder exists at prefix - aborting.")
 
-    if "file" not in parsed.values:
-        raise Failure("create without -f/--file is not supported by the micromamba double")
-    lockfile = Path(str(parsed.values["file"])).absolute()
-    if not lockfile.name.endswith(("-lock.yml", "-lock.yaml")):
-        raise Failure(
-            f"'{lockfile.name}' is not a conda-lock file (the name must end in -lock.yml or "
-            "-lock.yaml); the real micromamba would solve it as an environment spec, "
-            "which the double does not do"
-        )
-    conda, pip = _read_lockfile(lockfile)
+    if parsed.positionals:
+        # Spec-based create (bootstrap/lock's tools env): tests/support/micromamba_specs.py.
+        from tests.support.micromamba_specs import solve_specs
+
+        channels = [str(c) for c in parsed.values.get("channel", [])]  # type: ignore[union-attr]
+        conda, pip = solve_specs(channels, parsed.positionals), []
+        lockfile = prefix  # only pip entries use it, and specs have none
+    else:
+        if "file" not in parsed.values:
+            raise Failure("create without -f/--file or specs is not supported by the double")
+        lockfile = Path(str(parsed.values["file"])).absolute()
+        if not lockfile.name.endswith(("-lock.yml", "-lock.yaml")):
+            raise Failure(
+                f"'{lockfile.name}' is not a conda-lock file (the name must end in -lock.yml "
+                "or -lock.yaml); the real micromamba would solve it as an environment spec, "
+                "which the double does not do"
+            )
+        conda, pip = _read_lockfile(lockfile)
 
     pkgs_dir = _pkgs_dir(root)
     pkgs_dir.mkdir(parents=True, exist_ok=True)

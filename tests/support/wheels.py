@@ -88,3 +88,32 @@ def build_wheelhouse(
     wheels = tuple(build_wheel(wheel_dir, name, version) for name, version in specs)
     requirements = write_hashed_requirements(wheels, dest_dir / "leftovers.txt")
     return Wheelhouse(dir=wheel_dir, requirements=requirements, wheels=wheels)
+
+
+def build_sdist(dest_dir: Path, name: str, version: str) -> BuiltWheel:
+    """A setup.py-only sdist (no pyproject.toml), shaped like encodec 0.1.1's: pip builds
+    it with setuptools, which an isolated build would download (unhashed) first."""
+    import io
+    import tarfile
+
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    dist = _normalized(name)
+    base = f"{dist}-{version}"
+    files = {
+        f"{base}/setup.py": (
+            "from setuptools import setup\n\n"
+            f"setup(name={name!r}, version={version!r}, packages=[{dist!r}])\n"
+        ),
+        f"{base}/PKG-INFO": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{base}/{dist}/__init__.py": f'__version__ = "{version}"\n',
+    }
+    path = dest_dir / f"{base}.tar.gz"
+    with tarfile.open(path, "w:gz", format=tarfile.PAX_FORMAT) as archive:
+        for arcname, text in files.items():
+            data = text.encode()
+            entry = tarfile.TarInfo(arcname)
+            entry.size = len(data)
+            entry.mtime = 1767225600  # 2026-01-01, as the wheels' fixed timestamps
+            archive.addfile(entry, io.BytesIO(data))
+    sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+    return BuiltWheel(name=name, version=version, path=path, sha256=sha256)
