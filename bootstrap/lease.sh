@@ -11,7 +11,8 @@
 #
 # Needs from the caller: LEASES_DIR, HOST, LEASE_STALE_CS, LEASE_HEARTBEAT_S,
 # LEASE_WAIT_MAX_CS, LEASE_POLL_MAX_CS (centiseconds where named _CS) and the
-# functions clock (sets NOW_CS), fmt_s (sets FMT), log and die.
+# functions clock (sets NOW_CS), fmt_s (sets FMT), log, die and run_child (runs a
+# command so that a SIGTERM's trap need not wait for it).
 
 : "${LEASES_DIR:?lease.sh needs LEASES_DIR}"
 LEASE_NAME=
@@ -58,7 +59,13 @@ lease_heartbeat_loop() {
     _hb_token=$2
     _hb_parent=$3
     _hb_count=0
-    while sleep "$LEASE_HEARTBEAT_S"; do
+    # The sleep is waited for in the background so that release_lease's TERM ends it
+    # with the loop: a stopped worker leaves no process behind.
+    trap 'kill "$_hb_sleep" 2>/dev/null; exit 0' TERM
+    while :; do
+        sleep "$LEASE_HEARTBEAT_S" &
+        _hb_sleep=$!
+        wait "$_hb_sleep" || exit 0
         kill -0 "$_hb_parent" 2>/dev/null || exit 0
         lease_read_owner "$_hb_dir"
         [ "$OWNER_TOKEN" = "$_hb_token" ] || exit 0
@@ -170,7 +177,7 @@ acquire_lease() {
             log "waiting for $_aq_name lease held by host ${OWNER_HOST:-?} pid ${OWNER_PID:-?} for $(((NOW_CS - _aq_start) / 100)) s"
             _aq_next_log=$((_aq_next_log + 1000))
         fi
-        sleep "$((_aq_delay / 100)).$((_aq_delay % 100 / 10))$((_aq_delay % 10))"
+        run_child sleep "$((_aq_delay / 100)).$((_aq_delay % 100 / 10))$((_aq_delay % 10))"
         _aq_delay=$((_aq_delay * 2))
         [ "$_aq_delay" -le "$LEASE_POLL_MAX_CS" ] || _aq_delay=$LEASE_POLL_MAX_CS
     done
