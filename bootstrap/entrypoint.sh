@@ -524,23 +524,45 @@ finish_env() {
         die 18 "python -m bootstrap finish exited 0 but wrote no marker in $PREFIX/.f5tts: the bootstrap code is broken; report it with this log."
 }
 
-# Points envs/f5tts at the new prefix (and envs/f5tts.previous at the one it replaces)
-# by renaming a fresh symlink over the old one: readers see the old or the new, never
-# neither. The symlinks are for people and `bootstrap gc`; workers use envs/f5tts-<id>.
+# point_link LINK TARGET: makes LINK a symlink to TARGET by renaming a fresh symlink
+# over it, so readers see the old link or the new one, never neither. -f: the temp
+# name may be left by a worker killed right here, and $$ repeats across containers
+# (the entrypoint is often pid 1); -n: never follow it.
+point_link() {
+    ln -sfn "$2" "$ENVS/.${1##*/}.$HOST.$$"
+    mv -T "$ENVS/.${1##*/}.$HOST.$$" "$1"
+}
+
+# Points envs/f5tts at the new prefix (and envs/f5tts.previous at the one it replaces).
+# The symlinks are for people and `bootstrap gc`; workers use envs/f5tts-<id>.
 publish_env() {
     if [ -e "$ENVS/f5tts" ] && [ ! -L "$ENVS/f5tts" ]; then
         log "warning: $ENVS/f5tts is not a symlink, so it is left alone; move it away to get the envs/f5tts link"
         return 0
     fi
     _current=$(readlink "$ENVS/f5tts" 2>/dev/null) || _current=
-    # -f: the temp name may be left by a builder killed right here, and $$ repeats
-    # across containers (the entrypoint is often pid 1); -n: never follow it.
     if [ -n "$_current" ] && [ "$_current" != "f5tts-$ENV_ID" ]; then
-        ln -sfn "$_current" "$ENVS/.f5tts.previous.$$"
-        mv -T "$ENVS/.f5tts.previous.$$" "$ENVS/f5tts.previous"
+        point_link "$ENVS/f5tts.previous" "$_current"
     fi
-    ln -sfn "f5tts-$ENV_ID" "$ENVS/.f5tts.$$"
-    mv -T "$ENVS/.f5tts.$$" "$ENVS/f5tts"
+    point_link "$ENVS/f5tts" "f5tts-$ENV_ID"
+}
+
+# envs/f5tts must lead to a ready env (`micromamba run -p .../envs/f5tts` and gc read
+# it). A builder killed between its marker and publish_env leaves it missing, or
+# pointing at an env gc has since removed; the next start repairs it. On the common
+# path this is one stat and no fork (the warm budget); an envs/f5tts that is not a
+# symlink is someone else's and publish_env warns about it.
+repair_active_link() {
+    [ ! -f "$ENVS/f5tts/.f5tts/ready.json" ] || return 0
+    if [ -L "$ENVS/f5tts" ]; then
+        _link_was="pointed at an env that is gone or unfinished"
+    elif [ -e "$ENVS/f5tts" ]; then
+        return 0
+    else
+        _link_was="was missing (a build stopped before publishing it)"
+    fi
+    point_link "$ENVS/f5tts" "f5tts-$ENV_ID"
+    log "repaired $ENVS/f5tts: it $_link_was; it now points at f5tts-$ENV_ID"
 }
 
 require_env_lease() {
@@ -671,5 +693,6 @@ phase check_volume
 phase compute_env_id
 # Not `env_ready || build_env`: set -e does not apply inside the right side of ||.
 if ! env_ready; then build_env; fi
+repair_active_link
 phase ensure_models
 start_handler "$@"
