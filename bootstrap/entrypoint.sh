@@ -44,6 +44,10 @@ APP=$F5TTS_APP_DIR
 ENVS=$F5TTS_VOLUME/envs
 LEASES_DIR=$ENVS/.leases
 MODELS_MARKER=$F5TTS_VOLUME/models/.ready.json
+# What waiting workers expect a holder's work to take when no earlier build on this
+# volume recorded its time: the arithmetic is in docs/operations.md ("Start budget").
+DEFAULT_BUILD_S=600
+DEFAULT_MODELS_S=120
 # The PATH micromamba sees when it writes the saved activation: the script bakes it
 # in, so it must not carry whatever PATH this container happened to start with.
 CLEAN_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
@@ -110,10 +114,12 @@ require_integer() {
     esac
 }
 
-# phase NAME [ARGS]: runs the step NAME and logs how long it took.
+# phase NAME [ARGS]: runs the step NAME and logs how long it took; a lease holder
+# also notes the step in its lease, for the workers waiting for it.
 phase() {
     clock
     _phase_start=$NOW_CS
+    lease_progress "$1"
     "$@"
     clock
     fmt_s $((NOW_CS - _phase_start))
@@ -578,8 +584,30 @@ collect_garbage() {
         log "warning: python -m bootstrap gc failed (its reason is above); old envs stay on the volume until a later cold start collects them"
 }
 
+# For the waiters' estimate: how long the previous build on this volume took (recorded
+# in the active env), else the documented first-build figure.
+expect_build_time() {
+    LEASE_EXPECTED_S=$DEFAULT_BUILD_S
+    LEASE_EXPECTED_FROM="a first build takes about"
+    { read -r _expect_s <"$ENVS/f5tts/.f5tts/build-seconds"; } 2>/dev/null || _expect_s=
+    case $_expect_s in
+    '' | *[!0-9]*) ;;
+    *)
+        LEASE_EXPECTED_S=$_expect_s
+        LEASE_EXPECTED_FROM="the previous build took"
+        ;;
+    esac
+}
+
+# Kept with the env, for the next build's waiters (expect_build_time).
+record_build_time() {
+    clock
+    printf '%s\n' $(((NOW_CS - LEASE_TAKEN_CS) / 100)) >"$PREFIX/.f5tts/build-seconds" 2>/dev/null || :
+}
+
 build_env() {
     phase check_lockfile
+    expect_build_time
     phase acquire_lease env env_ready
     WAITED_CS=$((WAITED_CS + LEASE_WAITED_CS))
     [ "$LEASE_WAITED_FOR" = - ] || WAITED_FOR=$LEASE_WAITED_FOR
@@ -600,6 +628,7 @@ build_env() {
     phase save_activation
     phase finish_env
     require_env_lease
+    record_build_time
     phase publish_env
     phase collect_garbage
     release_lease
@@ -609,10 +638,14 @@ ensure_models() {
     [ "$F5TTS_FETCH_MODELS" = 1 ] || return 0
     ! models_ready || return 0
     register_in_use
+    LEASE_EXPECTED_S=$DEFAULT_MODELS_S
+    LEASE_EXPECTED_FROM="fetching the weights takes about"
     acquire_lease models models_ready
     WAITED_CS=$((WAITED_CS + LEASE_WAITED_CS))
     [ "$LEASE_WAITED_FOR" = - ] || WAITED_FOR=$LEASE_WAITED_FOR
     if ! models_ready; then
+        clock
+        lease_progress fetch-models
         run_bootstrap_python fetch-models && _rc=0 || _rc=$?
         [ "$_rc" -eq 0 ] ||
             die 19 "fetching the model weights failed (python -m bootstrap fetch-models exited $_rc; its reason is above): fix that cause and restart, or set F5TTS_FETCH_MODELS=0 to start without them."
