@@ -11,6 +11,7 @@ from bootstrap.gc import (
     Policy,
     PrefixState,
     VolumeState,
+    hierarchical_folder,
     package_stem,
     plan_gc,
 )
@@ -189,3 +190,19 @@ def test_package_stems_cover_both_archive_formats():
     assert package_stem("ffmpeg-7.1-gpl_h0_0.conda") == "ffmpeg-7.1-gpl_h0_0"
     assert package_stem("ffmpeg-7.1-gpl_h0_0.tar.bz2") == "ffmpeg-7.1-gpl_h0_0"
     assert package_stem("urls.txt") is None
+
+
+def test_hierarchical_folders_follow_libmamba_2_6():
+    """The examples of libmamba's package_cache_folder_relative_path (mamba PR #4163)."""
+    assert hierarchical_folder("https://repo.example.com/channel/noarch/x-1-0.conda") == (
+        "https/repo.example.com/channel/noarch"
+    )
+    assert hierarchical_folder("http://localhost:8000/mychannel/noarch/x-1-0.tar.bz2") == (
+        "http/localhost_8000/mychannel/noarch"
+    )
+    assert hierarchical_folder("oci://ghcr.io/org/channel/linux-64/x-1-0.conda") == (
+        "oci/ghcr.io/org/channel/linux-64"
+    )
+    # Credentials and tokens never become folders.
+    secret = "https://me:pw@conda.anaconda.org/t/tk-1/conda-forge/linux-64/x-1-0.conda"
+    assert hierarchical_folder(secret) == "https/conda.anaconda.org/conda-forge/linux-64"
