@@ -229,12 +229,17 @@ def test_builder_taken_over_during_a_failing_attempt_does_not_retry_over_the_new
     assert "token=feedface" in owner.read_text()
 
 
-def test_a_waiter_says_at_once_who_it_waits_for_and_about_how_long(site: Site):
+def wait_on_a_live_holder_at(site: Site, progress: str):
+    """A worker that waits 1 s for another machine's live lease, whose holder noted
+    `progress` ("<step> <seconds in>") in it."""
     lease = plant_lease(site, token="alive")
-    (lease / "progress").write_text("realize_env 100\n")
-
+    (lease / "progress").write_text(progress + "\n")
     with Heartbeat(lease, "alive"):
-        result = site.run(F5TTS_LEASE_WAIT_MAX_S="1")
+        return site.run(F5TTS_LEASE_WAIT_MAX_S="1")
+
+
+def test_a_waiter_says_at_once_who_it_waits_for_and_about_how_long(site: Site):
+    result = wait_on_a_live_holder_at(site, "realize_env 100")
 
     assert result.returncode == 17, result.stderr
     # No earlier build on this volume: the documented first-build figure.
@@ -252,11 +257,7 @@ def test_a_waiter_estimates_from_the_previous_build_and_says_when_it_runs_over(s
     (site.app / "conda-lock.yml").write_text(
         (site.app / "conda-lock.yml").read_text() + "# another lock\n"
     )
-    lease = plant_lease(site, token="alive")
-    (lease / "progress").write_text("finish_env 55\n")
-
-    with Heartbeat(lease, "alive"):
-        result = site.run(F5TTS_LEASE_WAIT_MAX_S="1")
+    result = wait_on_a_live_holder_at(site, "finish_env 55")
 
     assert result.returncode == 17, result.stderr
     assert (

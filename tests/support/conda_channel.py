@@ -142,32 +142,31 @@ def _stage_pyyaml(stage: Path) -> None:
     _copy_from_venv(stage, ("yaml", "_yaml", dist))
 
 
-def _stage_huggingface_hub(stage: Path) -> None:
-    # Stand-in: the downloads fail the way the real ones do without network access, so
-    # `python -m bootstrap fetch-models` in a test prefix reports the hub unreachable.
-    _write(
-        stage / SITE_PACKAGES / "huggingface_hub" / "__init__.py",
-        '"""Stand-in for huggingface_hub: no network in tests, as offline."""\n\n'
-        '__version__ = "0.36.2"\n\n\n'
-        "class LocalEntryNotFoundError(OSError):\n"
-        '    """What huggingface_hub raises when the hub cannot be reached."""\n\n\n'
-        "def hf_hub_download(repo_id, filename, **kwargs):\n"
-        '    raise LocalEntryNotFoundError(f"cannot reach the hub for {repo_id}/{filename}")\n\n\n'
-        "def snapshot_download(repo_id, **kwargs):\n"
-        '    raise LocalEntryNotFoundError(f"cannot reach the hub for {repo_id}")\n',
-    )
-    _dist_info(stage, "huggingface_hub", "0.36.2")
+def _stage_offline_stand_in(module: str, version: str, source: str) -> Callable[[Path], None]:
+    """A package whose module answers like the real one does without network access
+    (tests are offline), e.g. `python -m bootstrap fetch-models` finds the hub unreachable."""
+
+    def stage_it(stage: Path) -> None:
+        _write(stage / SITE_PACKAGES / module / "__init__.py", source)
+        _dist_info(stage, module, version)
+
+    return stage_it
 
 
-def _stage_nltk(stage: Path) -> None:
-    _write(
-        stage / SITE_PACKAGES / "nltk" / "__init__.py",
-        '"""Stand-in for nltk: data downloads fail, as offline."""\n\n'
-        '__version__ = "3.9.1"\n\n\n'
-        "def download(package, download_dir=None, quiet=False):\n"
-        "    return False\n",
-    )
-    _dist_info(stage, "nltk", "3.9.1")
+_HUGGINGFACE_HUB = (
+    '"""Stand-in for huggingface_hub: downloads fail as they do offline."""\n\n'
+    "class LocalEntryNotFoundError(OSError):\n"
+    '    """What huggingface_hub raises when the hub cannot be reached."""\n\n\n'
+    "def hf_hub_download(repo_id, filename, **kwargs):\n"
+    '    raise LocalEntryNotFoundError(f"cannot reach the hub for {repo_id}/{filename}")\n\n\n'
+    "def snapshot_download(repo_id, **kwargs):\n"
+    '    raise LocalEntryNotFoundError(f"cannot reach the hub for {repo_id}")\n'
+)
+_NLTK = (
+    '"""Stand-in for nltk: data downloads fail as they do offline."""\n\n\n'
+    "def download(package, download_dir=None, quiet=False):\n"
+    "    return False\n"
+)
 
 
 def _stage_torch(cuda: str | None) -> Callable[[Path], None]:
@@ -240,9 +239,19 @@ def _recipes(ballast: BallastSpec | None) -> list[_Recipe]:
         _Recipe("pyyaml", "6.0.4", f"{PY_TAG}h0000000_0", _stage_pyyaml, (_PYTHON_DEP,)),
         # The Python stage imports these (bootstrap/required-packages.txt).
         _Recipe(
-            "huggingface_hub", "0.36.2", "pyh0000000_0", _stage_huggingface_hub, (_PYTHON_DEP,)
+            "huggingface_hub",
+            "0.36.2",
+            "pyh0000000_0",
+            _stage_offline_stand_in("huggingface_hub", "0.36.2", _HUGGINGFACE_HUB),
+            (_PYTHON_DEP,),
         ),
-        _Recipe("nltk", "3.9.1", "pyh0000000_0", _stage_nltk, (_PYTHON_DEP,)),
+        _Recipe(
+            "nltk",
+            "3.9.1",
+            "pyh0000000_0",
+            _stage_offline_stand_in("nltk", "3.9.1", _NLTK),
+            (_PYTHON_DEP,),
+        ),
         _Recipe(
             "pytorch",
             "2.8.0",
