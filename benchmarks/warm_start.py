@@ -4,7 +4,7 @@ Builds a ready volume once with the real entrypoint (local conda channel, microm
 test double; tests/support), writes bootstrap/env-id as `docker build` does, then
 times, interleaved, two commands that both end by exec'ing the same
 `PREFIX/bin/python -m probe_handler`:
-  warm:  bootstrap/entrypoint.sh               (check volume, env id, marker, models,
+  warm:  bootstrap/entrypoint.sh               (check volume, env id, marker, envs/f5tts, models,
                                                 activation, in-use record, exec)
   floor: sh -c 'exec PREFIX/bin/python -m probe_handler'
 Both include the Python start-up, so warm - floor (`overhead_ms`, the median of the

@@ -15,6 +15,9 @@ esac
 : "${F5TTS_VOLUME:=/runpod-volume}"
 [ -n "${F5TTS_APP_DIR:-}" ] || F5TTS_APP_DIR=$(cd "$SCRIPT_DIR/.." && pwd)
 : "${F5TTS_LOCKFILE:=$F5TTS_APP_DIR/conda-lock.yml}"
+# An explicit MICROMAMBA must be the pinned version; without one the bootstrap finds
+# or fetches the pinned one (find_micromamba).
+MICROMAMBA_EXPLICIT=${MICROMAMBA:+1}
 : "${MICROMAMBA:=micromamba}"
 : "${F5TTS_MIN_FREE_GB:=25}"
 : "${F5TTS_LEASE_STALE_S:=120}"
@@ -41,12 +44,20 @@ APP=$F5TTS_APP_DIR
 ENVS=$F5TTS_VOLUME/envs
 LEASES_DIR=$ENVS/.leases
 MODELS_MARKER=$F5TTS_VOLUME/models/.ready.json
+# What waiting workers expect a holder's work to take when no earlier build on this
+# volume recorded its time: the arithmetic is in docs/operations.md ("Start budget").
+DEFAULT_BUILD_S=600
+DEFAULT_MODELS_S=120
 # The PATH micromamba sees when it writes the saved activation: the script bakes it
 # in, so it must not carry whatever PATH this container happened to start with.
 CLEAN_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 ENV_ID=
 PREFIX=
 MICROMAMBA_BIN=
+PINS_LOADED=
+CHILD_PID=
+NEWLINE='
+'
 TICKER_PID=
 TICKER_FLAG=
 START=warm
@@ -103,10 +114,12 @@ require_integer() {
     esac
 }
 
-# phase NAME [ARGS]: runs the step NAME and logs how long it took.
+# phase NAME [ARGS]: runs the step NAME and logs how long it took; a lease holder
+# also notes the step in its lease, for the workers waiting for it.
 phase() {
     clock
     _phase_start=$NOW_CS
+    lease_progress "$1"
     "$@"
     clock
     fmt_s $((NOW_CS - _phase_start))
@@ -117,6 +130,47 @@ env_ready() { [ -f "$PREFIX/.f5tts/ready.json" ] && [ -f "$PREFIX/.f5tts/activat
 
 models_ready() { [ -f "$MODELS_MARKER" ]; }
 
+# Runs "$@" in the background and waits for it: sh runs a trap only once the
+# foreground command is done, so a SIGTERM during a long child (micromamba, the Python
+# stage, a download, a sleep) would wait for it. `wait` is cut short by the signal
+# instead, and stop_child then ends the child. With setsid the child leads its own
+# process group (a background job of a non-interactive sh is never a group leader, so
+# setsid execs in place and $! stays its pid), and stop_child ends its children too.
+run_child() {
+    $SETSID "$@" &
+    wait_child $!
+}
+
+wait_child() {
+    CHILD_PID=$1
+    wait "$CHILD_PID" && _child_rc=0 || _child_rc=$?
+    CHILD_PID=
+    return "$_child_rc"
+}
+
+# Whether the child is still running (a zombie has stopped: nobody waited for it yet).
+child_running() {
+    if { read -r _cs_pid _cs_comm _cs_state _cs_rest </proc/"$CHILD_PID"/stat; } 2>/dev/null; then
+        [ "$_cs_state" != Z ]
+    else
+        kill -0 "$CHILD_PID" 2>/dev/null
+    fi
+}
+
+# Ends the running child and its process group: TERM, up to a second to stop cleanly,
+# then KILL for whatever is left (a grandchild that outlived it included).
+stop_child() {
+    [ -n "$CHILD_PID" ] || return 0
+    kill -TERM -- "-$CHILD_PID" 2>/dev/null || kill -TERM "$CHILD_PID" 2>/dev/null || :
+    _sc_tries=0
+    while child_running && [ "$_sc_tries" -lt 10 ]; do
+        sleep 0.1
+        _sc_tries=$((_sc_tries + 1))
+    done
+    kill -KILL -- "-$CHILD_PID" 2>/dev/null || kill -KILL "$CHILD_PID" 2>/dev/null || :
+    CHILD_PID=
+}
+
 # Runs `python -m bootstrap ARGS` from the env, activated as the handler will be.
 run_bootstrap_python() {
     (
@@ -124,14 +178,16 @@ run_bootstrap_python() {
         # shellcheck disable=SC1091
         . "$PREFIX/.f5tts/activate.sh"
         set -eu
-        PYTHONPATH="$APP${PYTHONPATH:+:$PYTHONPATH}" exec "$PREFIX/bin/python" -m bootstrap "$@" >&2
-    )
+        PYTHONPATH="$APP${PYTHONPATH:+:$PYTHONPATH}" exec $SETSID "$PREFIX/bin/python" -m bootstrap "$@" >&2
+    ) &
+    wait_child $!
 }
 
 # shellcheck source=bootstrap/lease.sh
 . "$SCRIPT_DIR/lease.sh"
 
 on_exit() {
+    stop_child
     stop_ticker
     release_lease
 }
@@ -168,41 +224,92 @@ die_no_lockfile() {
     die 13 "no conda-lock.yml at $F5TTS_LOCKFILE: a maintainer runs bootstrap/lock to make it (on a machine that reaches conda-forge) and commits it; see docs/lockfile.md."
 }
 
-# A cheap structural look at the lock before anything is downloaded or deleted; the
-# full validator (bootstrap/lockfile.py) needs Python, which only exists in the env.
+# A structural look at the lock before anything is downloaded or deleted: everything
+# the full validator (bootstrap/lockfile.py, which needs Python, i.e. the env) refuses
+# and plain text shows. A lock refused only after the build would be rebuilt and
+# refused again at every restart. The required packages come from the same list the
+# validator reads (bootstrap/required-packages.txt). Lines are read as conda-lock 4
+# writes them: `- name:` opens a package, its fields are two columns further in.
 check_lockfile() {
     [ -f "$F5TTS_LOCKFILE" ] || die_no_lockfile
-    _lock_problem=$(awk -v channel="$F5TTS_ALLOWED_CHANNEL/" -v pypi="https://files.pythonhosted.org/" '
-        function close_package() {
-            if (name == "") return
-            if (url == "" && problem == "") problem = "package " name " has no url"
-            if (sha == "" && problem == "") problem = "package " name " has no sha256"
-        }
+    [ -f "$SCRIPT_DIR/required-packages.txt" ] ||
+        die 21 "$SCRIPT_DIR/required-packages.txt is missing: the app directory is incomplete; rebuild the image (or restore the file from git)."
+    _lock_problem=$(awk -v channel="$F5TTS_ALLOWED_CHANNEL" '
         function value(line) {
             sub(/^[^:]*:[ \t]*/, "", line); gsub(/["\047 \t\r]/, "", line); return line
         }
-        /^version:/ { if (value($0) == "1") version = 1 }
-        /^[^ \t-]/ { in_packages = ($0 ~ /^package:/) }
-        !in_packages { next }
-        /^[ \t]*- name:/ { close_package(); name = value($0); url = ""; sha = ""; packages++ }
-        /^[ \t]+platform:/ { if (value($0) == "linux-64") linux = 1 }
-        /^[ \t]+url:/ {
-            url = value($0)
-            if (index(url, channel) != 1 && index(url, pypi) != 1 && problem == "")
-                problem = "package " name " comes from " url ", outside " channel " and PyPI"
+        function indent(line) { match(line, /^[ \t]*/); return RLENGTH }
+        function key_of(line) { sub(/^[ \t-]*/, "", line); sub(/:.*/, "", line); return line }
+        function note(text) { if (problem == "") problem = text }
+        function close_package(  file, build) {
+            if (name == "") return
+            if (manager != "conda") {
+                note("package " name " is a " manager " package, and pip packages belong in requirements/leftovers.in, not in the lock")
+            } else {
+                if (platform != "linux-64")
+                    note("package " name " is locked for platform " (platform == "" ? "none" : platform) ", not linux-64")
+                if (url == "") note("package " name " has no url")
+                else if (index(url, channel "/linux-64/") != 1 && index(url, channel "/noarch/") != 1)
+                    note("package " name " comes from " url ", outside " channel "/linux-64 and " channel "/noarch")
+                if (sha == "") note("package " name " has no sha256")
+                else if (length(sha) != 64 || sha ~ /[^0-9a-f]/) note("package " name " has a malformed sha256")
+                file = url; sub(/.*\//, "", file); sub(/\.(conda|tar\.bz2)$/, "", file)
+                build = file; sub(/.*-/, "", build)
+                locked[name] = 1; build_of[name] = build
+            }
+            name = ""
         }
-        /^[ \t]+sha256:/ {
-            sha = value($0)
-            if ((length(sha) != 64 || sha ~ /[^0-9a-f]/) && problem == "")
-                problem = "package " name " has a malformed sha256"
+        FNR == NR {
+            if ($0 !~ /^[ \t]*(#|$)/) { required[++required_count] = $1; cuda_like[$1] = ($2 == "-" ? "" : $2) }
+            next
         }
+        /^[^ \t#-]/ { close_package(); section = key_of($0); if (section == "version") version = value($0); next }
+        section == "metadata" {
+            if ($0 !~ /^[ \t]*-/ && $0 ~ /:/) {
+                if (meta_indent == "" || indent($0) <= meta_indent) { meta_key = key_of($0); meta_indent = indent($0); item_indent = "" }
+                next
+            }
+            if ($0 !~ /^[ \t]*-/) next
+            if (item_indent == "") item_indent = indent($0)
+            if (indent($0) != item_indent) next
+            item = $0; sub(/^[ \t]*-[ \t]*/, "", item)
+            if (item ~ /^url:/) item = value(item); else gsub(/["\047 \t\r]/, "", item)
+            if (meta_key == "platforms") { platforms = platforms (platforms == "" ? "" : ", ") item; if (item != "linux-64") other_platform = 1 }
+            if (meta_key == "channels" && item != channel && item != channel "/" && item != "nodefaults" &&
+                !(item == "conda-forge" && channel == "https://conda.anaconda.org/conda-forge") && bad_channel == "")
+                bad_channel = item
+            next
+        }
+        section != "package" { next }
+        /^[ \t]*- name:/ {
+            close_package(); name = value($0); field_indent = indent($0) + 2
+            manager = "conda"; platform = ""; url = ""; sha = ""; block = ""; packages++
+            next
+        }
+        name == "" { next }
+        indent($0) == field_indent && /^[ \t]*[a-z_]+:/ {
+            block = key_of($0)
+            if (block == "manager") manager = value($0)
+            else if (block == "platform") platform = value($0)
+            else if (block == "url") url = value($0)
+            next
+        }
+        indent($0) > field_indent && block == "hash" && /^[ \t]*sha256:/ { sha = value($0) }
         END {
             close_package()
-            if (!version) print "it is not a conda-lock version 1 file"
-            else if (packages == 0) print "it lists no packages"
-            else if (!linux) print "it has no linux-64 packages"
-            else if (problem != "") print problem
-        }' "$F5TTS_LOCKFILE")
+            if (version != "1") { print "it is not a conda-lock version 1 file"; exit }
+            if (packages == 0) { print "it lists no packages"; exit }
+            if (platforms == "" || other_platform) { print "it covers the platforms " (platforms == "" ? "none" : platforms) ", not linux-64 alone"; exit }
+            if (bad_channel != "") { print "it was solved with the channel " bad_channel ", and only " channel " may be used"; exit }
+            if (problem != "") { print problem; exit }
+            for (i = 1; i <= required_count; i++) {
+                r = required[i]
+                if (!(r in locked)) { print "it has no " r ", which environment.yml must list"; exit }
+                if (cuda_like[r] != "" && index(build_of[r], cuda_like[r]) != 1) {
+                    print r " is the build " build_of[r] ", not a " cuda_like[r] " build: pin " r "=*=" cuda_like[r] "* in environment.yml"; exit
+                }
+            }
+        }' "$SCRIPT_DIR/required-packages.txt" "$F5TTS_LOCKFILE")
     [ -z "$_lock_problem" ] ||
         die 14 "$F5TTS_LOCKFILE is not a usable lock ($_lock_problem): a maintainer regenerates it with bootstrap/lock and commits it; see docs/lockfile.md."
 }
@@ -216,9 +323,10 @@ make_missing_lock() {
     acquire_lease lock
     if [ ! -f "$F5TTS_LOCKFILE" ]; then
         log "no conda-lock.yml in $APP yet: making it with bootstrap/lock (a conda-forge solve, minutes)"
-        MAMBA_USE_LOCKFILES=false "$APP/bootstrap/lock" --conda-only --micromamba "$MICROMAMBA_BIN" \
-            --tools-dir "$F5TTS_VOLUME/tools" --channel "$F5TTS_ALLOWED_CHANNEL" </dev/null >&2 &&
-            _rc=0 || _rc=$?
+        # run_child: a SIGTERM during this long step must not wait for it to finish.
+        run_child env MAMBA_USE_LOCKFILES=false "$APP/bootstrap/lock" --conda-only \
+            --micromamba "$MICROMAMBA_BIN" --tools-dir "$F5TTS_VOLUME/tools" \
+            --channel "$F5TTS_ALLOWED_CHANNEL" </dev/null >&2 && _rc=0 || _rc=$?
         [ "$_rc" -eq 0 ] ||
             die 13 "no conda-lock.yml at $F5TTS_LOCKFILE, and bootstrap/lock could not make it (exit $_rc, its reason is above): fix that cause and restart, or make the lock where Docker runs (bootstrap/lock --docker) and commit it; see docs/lockfile.md."
         log "made the lock $F5TTS_LOCKFILE: commit it, so every later build and start installs exactly these packages"
@@ -226,9 +334,105 @@ make_missing_lock() {
     release_lease
 }
 
+# The tool versions (bootstrap/pins.env), read only on a cold start: the warm path
+# never needs them, and its budget is a few ms.
+load_pins() {
+    [ -z "$PINS_LOADED" ] || return 0
+    [ -f "$SCRIPT_DIR/pins.env" ] ||
+        die 21 "$SCRIPT_DIR/pins.env is missing: the app directory is incomplete; rebuild the image (or restore the file from git)."
+    # shellcheck source=/dev/null  # KEY=VALUE lines only
+    . "$SCRIPT_DIR/pins.env"
+    PINS_LOADED=1
+}
+
+# Sets FOUND_VERSION to what `$1 --version` prints ("unknown" when it cannot run).
+micromamba_version() {
+    FOUND_VERSION=$("$1" --version 2>/dev/null </dev/null) || FOUND_VERSION=
+    FOUND_VERSION=${FOUND_VERSION%%"$NEWLINE"*}
+    : "${FOUND_VERSION:=unknown}"
+}
+
+# Sets SHA256 to the sha256 of the file $1.
+sha256_of() {
+    if command -v sha256sum >/dev/null 2>&1; then
+        SHA256=$(sha256sum "$1") || SHA256=
+    elif command -v shasum >/dev/null 2>&1; then
+        SHA256=$(shasum -a 256 "$1") || SHA256=
+    else
+        die 24 "neither sha256sum nor shasum is installed, so the fetched micromamba cannot be verified: install coreutils, or install micromamba $MICROMAMBA_VERSION and put it on PATH."
+    fi
+    SHA256=${SHA256%% *}
+}
+
+# Sets MICROMAMBA_BIN to micromamba $MICROMAMBA_VERSION, the one every worker of every
+# volume realizes with (docs/operations.md, "One micromamba"): $MICROMAMBA when set,
+# refused when it is another version; else `micromamba` on PATH when it is the pinned
+# version; else the verified copy on the volume, fetched the first time.
 find_micromamba() {
-    MICROMAMBA_BIN=$(command -v "$MICROMAMBA") && [ -x "$MICROMAMBA_BIN" ] ||
-        die 15 "micromamba was not found (MICROMAMBA=$MICROMAMBA): run the f5tts-runpod image, which ships it at /usr/local/bin/micromamba, or install micromamba 2.x and put it on PATH."
+    load_pins
+    if [ -n "$MICROMAMBA_EXPLICIT" ]; then
+        MICROMAMBA_BIN=$(command -v "$MICROMAMBA") && [ -x "$MICROMAMBA_BIN" ] ||
+            die 15 "micromamba was not found at MICROMAMBA=$MICROMAMBA: point MICROMAMBA at micromamba $MICROMAMBA_VERSION, or unset it and the bootstrap uses the pinned one from PATH or fetches it onto the volume."
+        micromamba_version "$MICROMAMBA_BIN"
+        [ "$FOUND_VERSION" = "$MICROMAMBA_VERSION" ] ||
+            die 23 "MICROMAMBA=$MICROMAMBA is micromamba $FOUND_VERSION, but every worker realizes with the pinned $MICROMAMBA_VERSION (bootstrap/pins.env): point MICROMAMBA at micromamba $MICROMAMBA_VERSION, or unset it and the bootstrap uses or fetches the pinned one."
+    elif MICROMAMBA_BIN=$(command -v micromamba) && micromamba_version "$MICROMAMBA_BIN" &&
+        [ "$FOUND_VERSION" = "$MICROMAMBA_VERSION" ]; then
+        :
+    else
+        [ -z "$MICROMAMBA_BIN" ] ||
+            log "passing over $MICROMAMBA_BIN (micromamba $FOUND_VERSION): every worker realizes with the pinned $MICROMAMBA_VERSION"
+        fetch_micromamba
+    fi
+    log "micromamba $MICROMAMBA_VERSION at $MICROMAMBA_BIN"
+}
+
+# Sets MICROMAMBA_BIN to $F5TTS_VOLUME/bin/micromamba-<release>, the official static
+# binary checked against its published sha256 (bootstrap/pins.env), fetched when the
+# volume has no verified copy. Written aside, verified, made executable, then renamed:
+# a download that fails its check leaves nothing behind that could be run.
+fetch_micromamba() {
+    _mm_dir=$F5TTS_VOLUME/bin
+    _mm_bin=$_mm_dir/micromamba-$MICROMAMBA_RELEASE
+    _mm_url=${F5TTS_MICROMAMBA_URL:-$MICROMAMBA_RELEASE_URL/$MICROMAMBA_RELEASE/micromamba-linux-64}
+    _mm_sha=${F5TTS_MICROMAMBA_SHA256:-$MICROMAMBA_LINUX_64_SHA256}
+    if [ -f "$_mm_bin" ]; then
+        sha256_of "$_mm_bin"
+        if [ "$SHA256" = "$_mm_sha" ]; then
+            MICROMAMBA_BIN=$_mm_bin
+            return 0
+        fi
+        log "the micromamba copy $_mm_bin does not match its sha256; fetching it again"
+    fi
+    case $(uname -m) in
+    x86_64 | amd64) ;;
+    *) die 24 "this machine is $(uname -m), but the pinned micromamba and the lock are for linux-64: run the worker on an x86_64 machine." ;;
+    esac
+    mkdir -p "$_mm_dir"
+    _mm_tmp=$_mm_dir/.micromamba-$MICROMAMBA_RELEASE.$HOST.$$.part
+    rm -f "$_mm_tmp"
+    log "fetching micromamba $MICROMAMBA_RELEASE from $_mm_url"
+    if command -v curl >/dev/null 2>&1; then
+        _mm_tool=curl
+        run_child curl -fsSL --retry 3 --connect-timeout 20 -o "$_mm_tmp" "$_mm_url" && _rc=0 || _rc=$?
+    elif command -v wget >/dev/null 2>&1; then
+        _mm_tool=wget
+        run_child wget -q -T 20 -t 3 -O "$_mm_tmp" "$_mm_url" && _rc=0 || _rc=$?
+    else
+        die 24 "micromamba $MICROMAMBA_VERSION is not installed and neither curl nor wget is there to fetch it: install curl or wget, or install micromamba $MICROMAMBA_VERSION and put it on PATH."
+    fi
+    if [ "$_rc" -ne 0 ]; then
+        rm -f "$_mm_tmp"
+        die 24 "could not download micromamba from $_mm_url ($_mm_tool exit $_rc): check the network, or install micromamba $MICROMAMBA_VERSION and put it on PATH."
+    fi
+    sha256_of "$_mm_tmp"
+    if [ "$SHA256" != "$_mm_sha" ]; then
+        rm -f "$_mm_tmp"
+        die 25 "the micromamba downloaded from $_mm_url has sha256 $SHA256, not the pinned $_mm_sha, so it was deleted unused: retry later, and if it persists check MICROMAMBA_RELEASE and its sha256 in bootstrap/pins.env against the release's micromamba-linux-64.sha256."
+    fi
+    chmod 755 "$_mm_tmp"
+    mv -f "$_mm_tmp" "$_mm_bin"
+    MICROMAMBA_BIN=$_mm_bin
 }
 
 # A prefix without a marker is a build that died (we hold the lease, so nobody is
@@ -256,7 +460,12 @@ realize_ticker() {
     _tick_next=$((NOW_CS + PROGRESS_CS))
     _tick_start=$NOW_CS
     # The sleep gets no inherited pipes: killed mid-sleep, it must not hold them open.
-    while sleep 1 >/dev/null 2>&1; do
+    # Waited for in the background, so stop_ticker's TERM ends the sleep with the loop.
+    trap 'kill "$_tick_sleep" 2>/dev/null; exit 0' TERM
+    while :; do
+        sleep 1 >/dev/null 2>&1 &
+        _tick_sleep=$!
+        wait "$_tick_sleep" || exit 0
         [ -e "$1" ] && kill -0 "$$" 2>/dev/null || exit 0
         clock
         [ "$NOW_CS" -ge "$_tick_next" ] || continue
@@ -288,7 +497,7 @@ realize_env() {
     while :; do
         # MAMBA_USE_LOCKFILES=false: micromamba's fcntl locks hang on some network
         # filesystems, and our lease already serializes every writer of pkgs/ and envs/.
-        CONDA_PKGS_DIRS="$F5TTS_VOLUME/pkgs" MAMBA_ROOT_PREFIX="$F5TTS_VOLUME/mamba" \
+        run_child env CONDA_PKGS_DIRS="$F5TTS_VOLUME/pkgs" MAMBA_ROOT_PREFIX="$F5TTS_VOLUME/mamba" \
             MAMBA_USE_LOCKFILES=false "$MICROMAMBA_BIN" create -y -p "$PREFIX" \
             -f "$_lock_tmp/conda-lock.yml" </dev/null >&2 && _rc=0 || _rc=$?
         [ "$_rc" -ne 0 ] || break
@@ -303,7 +512,7 @@ realize_env() {
         _backoff=$((1 << _attempt))
         [ "$_backoff" -le 30 ] || _backoff=30
         log "realize attempt $_attempt of $F5TTS_REALIZE_RETRIES failed (exit $_rc); retrying in ${_backoff}s"
-        sleep "$_backoff"
+        run_child sleep "$_backoff"
         _attempt=$((_attempt + 1))
     done
     stop_ticker
@@ -341,23 +550,45 @@ finish_env() {
         die 18 "python -m bootstrap finish exited 0 but wrote no marker in $PREFIX/.f5tts: the bootstrap code is broken; report it with this log."
 }
 
-# Points envs/f5tts at the new prefix (and envs/f5tts.previous at the one it replaces)
-# by renaming a fresh symlink over the old one: readers see the old or the new, never
-# neither. The symlinks are for people and `bootstrap gc`; workers use envs/f5tts-<id>.
+# point_link LINK TARGET: makes LINK a symlink to TARGET by renaming a fresh symlink
+# over it, so readers see the old link or the new one, never neither. -f: the temp
+# name may be left by a worker killed right here, and $$ repeats across containers
+# (the entrypoint is often pid 1); -n: never follow it.
+point_link() {
+    ln -sfn "$2" "$ENVS/.${1##*/}.$HOST.$$"
+    mv -T "$ENVS/.${1##*/}.$HOST.$$" "$1"
+}
+
+# Points envs/f5tts at the new prefix (and envs/f5tts.previous at the one it replaces).
+# The symlinks are for people and `bootstrap gc`; workers use envs/f5tts-<id>.
 publish_env() {
     if [ -e "$ENVS/f5tts" ] && [ ! -L "$ENVS/f5tts" ]; then
         log "warning: $ENVS/f5tts is not a symlink, so it is left alone; move it away to get the envs/f5tts link"
         return 0
     fi
     _current=$(readlink "$ENVS/f5tts" 2>/dev/null) || _current=
-    # -f: the temp name may be left by a builder killed right here, and $$ repeats
-    # across containers (the entrypoint is often pid 1); -n: never follow it.
     if [ -n "$_current" ] && [ "$_current" != "f5tts-$ENV_ID" ]; then
-        ln -sfn "$_current" "$ENVS/.f5tts.previous.$$"
-        mv -T "$ENVS/.f5tts.previous.$$" "$ENVS/f5tts.previous"
+        point_link "$ENVS/f5tts.previous" "$_current"
     fi
-    ln -sfn "f5tts-$ENV_ID" "$ENVS/.f5tts.$$"
-    mv -T "$ENVS/.f5tts.$$" "$ENVS/f5tts"
+    point_link "$ENVS/f5tts" "f5tts-$ENV_ID"
+}
+
+# envs/f5tts must lead to a ready env (`micromamba run -p .../envs/f5tts` and gc read
+# it). A builder killed between its marker and publish_env leaves it missing, or
+# pointing at an env gc has since removed; the next start repairs it. On the common
+# path this is one stat and no fork (the warm budget); an envs/f5tts that is not a
+# symlink is someone else's and publish_env warns about it.
+repair_active_link() {
+    [ ! -f "$ENVS/f5tts/.f5tts/ready.json" ] || return 0
+    if [ -L "$ENVS/f5tts" ]; then
+        _link_was="pointed at an env that is gone or unfinished"
+    elif [ -e "$ENVS/f5tts" ]; then
+        return 0
+    else
+        _link_was="was missing (a build stopped before publishing it)"
+    fi
+    point_link "$ENVS/f5tts" "f5tts-$ENV_ID"
+    log "repaired $ENVS/f5tts: it $_link_was; it now points at f5tts-$ENV_ID"
 }
 
 require_env_lease() {
@@ -373,9 +604,30 @@ collect_garbage() {
         log "warning: python -m bootstrap gc failed (its reason is above); old envs stay on the volume until a later cold start collects them"
 }
 
+# For the waiters' estimate: how long the previous build on this volume took (recorded
+# in the active env), else the documented first-build figure.
+expect_build_time() {
+    LEASE_EXPECTED_S=$DEFAULT_BUILD_S
+    LEASE_EXPECTED_FROM="a first build takes about"
+    { read -r _expect_s <"$ENVS/f5tts/.f5tts/build-seconds"; } 2>/dev/null || _expect_s=
+    case $_expect_s in
+    '' | *[!0-9]*) ;;
+    *)
+        LEASE_EXPECTED_S=$_expect_s
+        LEASE_EXPECTED_FROM="the previous build took"
+        ;;
+    esac
+}
+
+# Kept with the env, for the next build's waiters (expect_build_time).
+record_build_time() {
+    clock
+    printf '%s\n' $(((NOW_CS - LEASE_TAKEN_CS) / 100)) >"$PREFIX/.f5tts/build-seconds" 2>/dev/null || :
+}
+
 build_env() {
     phase check_lockfile
-    phase find_micromamba
+    expect_build_time
     phase acquire_lease env env_ready
     WAITED_CS=$((WAITED_CS + LEASE_WAITED_CS))
     [ "$LEASE_WAITED_FOR" = - ] || WAITED_FOR=$LEASE_WAITED_FOR
@@ -385,6 +637,9 @@ build_env() {
         return 0
     fi
     START=cold
+    # Only the builder needs micromamba (waiters may never): found, or fetched onto
+    # the volume, under the lease, so 50 workers starting together fetch it once.
+    phase find_micromamba
     mkdir -p "$ENVS" "$HF_HOME" "$TORCH_HOME" "$PIP_CACHE_DIR" "$NLTK_DATA"
     phase remove_crashed_build
     phase check_space
@@ -393,6 +648,7 @@ build_env() {
     phase save_activation
     phase finish_env
     require_env_lease
+    record_build_time
     phase publish_env
     phase collect_garbage
     release_lease
@@ -402,10 +658,14 @@ ensure_models() {
     [ "$F5TTS_FETCH_MODELS" = 1 ] || return 0
     ! models_ready || return 0
     register_in_use
+    LEASE_EXPECTED_S=$DEFAULT_MODELS_S
+    LEASE_EXPECTED_FROM="fetching the weights takes about"
     acquire_lease models models_ready
     WAITED_CS=$((WAITED_CS + LEASE_WAITED_CS))
     [ "$LEASE_WAITED_FOR" = - ] || WAITED_FOR=$LEASE_WAITED_FOR
     if ! models_ready; then
+        clock
+        lease_progress fetch-models
         run_bootstrap_python fetch-models && _rc=0 || _rc=$?
         [ "$_rc" -eq 0 ] ||
             die 19 "fetching the model weights failed (python -m bootstrap fetch-models exited $_rc; its reason is above): fix that cause and restart, or set F5TTS_FETCH_MODELS=0 to start without them."
@@ -475,6 +735,8 @@ fi
 PROGRESS_CS=$((F5TTS_PROGRESS_S * 100))
 [ "$F5TTS_REALIZE_RETRIES" -ge 1 ] || F5TTS_REALIZE_RETRIES=1
 { read -r HOST </proc/sys/kernel/hostname; } 2>/dev/null || HOST=$(uname -n)
+SETSID=
+! command -v setsid >/dev/null 2>&1 || SETSID=setsid
 
 trap on_exit EXIT
 trap 'exit 143' TERM
@@ -489,5 +751,6 @@ fi
 phase compute_env_id
 # Not `env_ready || build_env`: set -e does not apply inside the right side of ||.
 if ! env_ready; then build_env; fi
+repair_active_link
 phase ensure_models
 start_handler "$@"

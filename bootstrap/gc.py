@@ -19,7 +19,10 @@ Rules (docs/architecture.md, "Life of a prefix"):
   conda-meta names it (those prefixes may be rebuilt from it cheaply), deleted
   otherwise; nothing in pkgs/ is touched while a build lease is held, because the
   builder's downloads are not referenced by any conda-meta yet. Prefixes hold
-  hardlinks, so deleting a package file never changes an installed env;
+  hardlinks, so deleting a package file never changes an installed env. Both cache
+  layouts are read: micromamba <= 2.5 keeps packages flat in pkgs/, >= 2.6 (mamba PR
+  #4163) under pkgs/<scheme>/<host>/<channel>/<subdir>/ (docs/operations.md,
+  "Package cache"); bookkeeping files (urls.txt, the repodata cache) are kept;
 - `*.takeover.*` dirs of the lease older than an hour (their dead holder is long
   replaced) and leftovers of an interrupted gc in envs/.trash.
 """
@@ -43,6 +46,9 @@ from bootstrap.settings import ENV_NAME, Settings
 
 PREFIX_RE = re.compile(rf"^{ENV_NAME}-([0-9a-f]{{6,64}})$")
 PACKAGE_SUFFIXES = (".conda", ".tar.bz2")
+# pkgs/https/conda.anaconda.org/conda-forge/linux-64/<pkg> is 5 folders deep; a channel
+# url with a longer path adds a few.
+CACHE_MAX_DEPTH = 12
 TAKEOVER_MAX_AGE_S = 3600.0
 PROBE_NAME = ".gc-probe"
 TRASH_NAME = ".trash"
@@ -54,8 +60,18 @@ class PrefixState:
     path: Path
     marked: bool
     age_s: float
-    # "name-version-build" of every package its conda-meta lists.
+    # The cache keys (see CacheEntry) of every package its conda-meta lists, in each
+    # layout it may have been linked from.
     packages: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """A tarball or extracted dir in pkgs/; `key` is its path under pkgs/ without the
+    archive suffix: "<name>-<version>-<build>" (flat) or ".../linux-64/<name>-..."."""
+
+    path: Path
+    key: str
 
 
 @dataclass(frozen=True)
@@ -78,7 +94,7 @@ class VolumeState:
     previous_id: str | None
     in_use: tuple[InUseRecord, ...] = ()
     build_lease_held: bool = False
-    pkgs: tuple[Path, ...] = ()
+    pkgs: tuple[CacheEntry, ...] = ()
     takeovers: tuple[AgedPath, ...] = ()
     trash: tuple[Path, ...] = ()
 
@@ -150,10 +166,9 @@ def plan_gc(state: VolumeState, policy: Policy) -> GcPlan:
         for prefix in state.prefixes:
             if prefix.env_id in kept:
                 referenced |= prefix.packages
-        for path in state.pkgs:
-            stem = package_stem(path.name) or path.name
-            if stem not in referenced:
-                deletions.append(Deletion(path, "pkg", "no kept env uses it"))
+        for entry in state.pkgs:
+            if entry.key not in referenced:
+                deletions.append(Deletion(entry.path, "pkg", "no kept env uses it"))
 
     for takeover in state.takeovers:
         if takeover.age_s >= policy.takeover_max_age_s:
@@ -189,16 +204,65 @@ def age_of(path: Path, now: float) -> float:
         return 0.0
 
 
-def _conda_meta_packages(prefix: Path) -> frozenset[str]:
-    stems = set()
+def hierarchical_folder(url: str) -> str:
+    """The folder under pkgs/ where micromamba >= 2.6 keeps the package at `url`: the
+    url's directory without credentials, "://" as "/", other ":" and "\\" as "_"."""
+    scheme, sep, rest = url.rpartition("/")[0].partition("://")
+    if sep:
+        host, _, path = rest.partition("/")
+        rest = host.rpartition("@")[2] + "/" + re.sub(r"(^|/)t/[^/]+(?=/|$)", "", path)
+        rest = rest.rstrip("/")
+    folder = f"{scheme}/{rest}" if sep else scheme
+    return re.sub(r"[:\\]", "_", folder).strip("/").replace("//", "/")
+
+
+def _cache_keys(record: dict, fallback_stem: str, pkgs_dir: Path) -> set[str]:
+    fn = record.get("fn")
+    stem = package_stem(fn) if isinstance(fn, str) else None
+    stem = stem or fallback_stem
+    keys = {stem}  # flat (<= 2.5), also read by 2.6 as a fallback
+    url = record.get("url")
+    if isinstance(url, str) and "/" in url:
+        keys.add(f"{hierarchical_folder(url)}/{stem}")
+    # Where micromamba says it linked from, when the volume is mounted where it was.
+    extracted = record.get("extracted_package_dir")
+    if isinstance(extracted, str):
+        with contextlib.suppress(ValueError):
+            keys.add(Path(extracted).relative_to(pkgs_dir).as_posix())
+    return keys
+
+
+def _conda_meta_packages(prefix: Path, pkgs_dir: Path) -> frozenset[str]:
+    keys: set[str] = set()
     for meta in (prefix / "conda-meta").glob("*.json"):
         try:
             data = json.loads(meta.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             data = {}
-        fn = data.get("fn") if isinstance(data, dict) else None
-        stems.add(package_stem(fn) if isinstance(fn, str) and package_stem(fn) else meta.stem)
-    return frozenset(stems)
+        keys |= _cache_keys(data if isinstance(data, dict) else {}, meta.stem, pkgs_dir)
+    return frozenset(keys)
+
+
+def cache_entries(pkgs_dir: Path) -> list[CacheEntry]:
+    """Every tarball and extracted package dir in pkgs/, in either layout."""
+    entries: list[CacheEntry] = []
+
+    def walk(folder: Path, depth: int) -> None:
+        for path in children(folder):
+            if path.is_symlink():
+                continue
+            stem = package_stem(path.name)
+            key = path.relative_to(pkgs_dir).as_posix()
+            if stem and path.is_file():
+                entries.append(CacheEntry(path, key[: len(key) - len(path.name)] + stem))
+            elif path.is_dir() and (path / "info").is_dir():
+                # Extracted (or half-extracted by a killed build: also collectable).
+                entries.append(CacheEntry(path, key))
+            elif path.is_dir() and depth < CACHE_MAX_DEPTH:
+                walk(path, depth + 1)
+
+    walk(pkgs_dir, 0)
+    return entries
 
 
 def _build_lease_held(leases_dir: Path, own_token: str | None = None) -> bool:
@@ -234,18 +298,13 @@ def observe(settings: Settings, own_lease_token: str | None = None) -> VolumeSta
                 path=path,
                 marked=read_env_marker(path, env_id) is not None,
                 age_s=age_of(path, now),
-                packages=_conda_meta_packages(path),
+                packages=_conda_meta_packages(path, settings.pkgs_dir),
             )
         )
     in_use = [
         InUseRecord(env_dir.name, record, age_of(record, now))
         for env_dir in children(settings.in_use_dir)
         for record in children(env_dir)
-    ]
-    pkgs = [
-        p
-        for p in children(settings.pkgs_dir)
-        if package_stem(p.name) or (p.is_dir() and (p / "info" / "index.json").is_file())
     ]
     takeovers = [
         AgedPath(p, age_of(p, now)) for p in children(settings.leases_dir) if ".takeover." in p.name
@@ -256,7 +315,7 @@ def observe(settings: Settings, own_lease_token: str | None = None) -> VolumeSta
         previous_id=link_target_id(settings.previous_link),
         in_use=tuple(in_use),
         build_lease_held=_build_lease_held(settings.leases_dir, own_lease_token),
-        pkgs=tuple(pkgs),
+        pkgs=tuple(cache_entries(settings.pkgs_dir)),
         takeovers=tuple(takeovers),
         trash=tuple(children(envs / TRASH_NAME)),
     )

@@ -11,7 +11,8 @@
 #
 # Needs from the caller: LEASES_DIR, HOST, LEASE_STALE_CS, LEASE_HEARTBEAT_S,
 # LEASE_WAIT_MAX_CS, LEASE_POLL_MAX_CS (centiseconds where named _CS) and the
-# functions clock (sets NOW_CS), fmt_s (sets FMT), log and die.
+# functions clock (sets NOW_CS), fmt_s (sets FMT), log, die and run_child (runs a
+# command so that a SIGTERM's trap need not wait for it).
 
 : "${LEASES_DIR:?lease.sh needs LEASES_DIR}"
 LEASE_NAME=
@@ -23,6 +24,12 @@ LEASE_HEARTBEAT_PID=
 # shellcheck disable=SC2034
 LEASE_WAITED_CS=0
 LEASE_WAITED_FOR=-
+# Set by the caller before acquire_lease: how long the holder's work takes in all,
+# and where that figure comes from; waiters log the time left (lease_progress_note).
+LEASE_EXPECTED_S=
+LEASE_EXPECTED_FROM=
+# When this worker took its lease (centiseconds, its own clock), for lease_progress.
+LEASE_TAKEN_CS=0
 
 # Sets OWNER_HOST, OWNER_PID, OWNER_TOKEN from <lease>/owner (empty when unreadable:
 # a holder between its mkdir and its first write, or a lease being removed).
@@ -58,7 +65,13 @@ lease_heartbeat_loop() {
     _hb_token=$2
     _hb_parent=$3
     _hb_count=0
-    while sleep "$LEASE_HEARTBEAT_S"; do
+    # The sleep is waited for in the background so that release_lease's TERM ends it
+    # with the loop: a stopped worker leaves no process behind.
+    trap 'kill "$_hb_sleep" 2>/dev/null; exit 0' TERM
+    while :; do
+        sleep "$LEASE_HEARTBEAT_S" &
+        _hb_sleep=$!
+        wait "$_hb_sleep" || exit 0
         kill -0 "$_hb_parent" 2>/dev/null || exit 0
         lease_read_owner "$_hb_dir"
         [ "$OWNER_TOKEN" = "$_hb_token" ] || exit 0
@@ -67,6 +80,30 @@ lease_heartbeat_loop() {
         printf '%s %s\n' "$_hb_token" "$_hb_count" >"$_hb_dir/.heartbeat.$_hb_token" &&
             mv -f "$_hb_dir/.heartbeat.$_hb_token" "$_hb_dir/heartbeat" || exit 0
     done
+}
+
+# lease_progress PHASE: the holder notes in its lease which step it is at and how far
+# into its work (seconds by its own clock): waiters on other machines read a duration,
+# never a time of day. A plain write: a waiter that reads half a line shows no estimate.
+lease_progress() {
+    [ -n "$LEASE_DIR" ] || return 0
+    printf '%s %s\n' "$1" "$(((NOW_CS - LEASE_TAKEN_CS) / 100))" >"$LEASE_DIR/progress" 2>/dev/null || :
+}
+
+# Sets PROGRESS_NOTE for a waiter's log line from <lease>/progress, which the holder
+# rewrote $2 centiseconds ago or earlier (content $1 first seen then, by our clock).
+lease_progress_note() {
+    PROGRESS_NOTE=
+    _pn_phase=${1% *}
+    _pn_done=${1##* }
+    case $_pn_done in '' | *[!0-9]*) return 0 ;; esac
+    [ -n "$LEASE_EXPECTED_S" ] || return 0
+    _pn_done=$((_pn_done + $2 / 100))
+    if [ "$_pn_done" -lt "$LEASE_EXPECTED_S" ]; then
+        PROGRESS_NOTE="; it is at $_pn_phase, ${_pn_done} s in: about $((LEASE_EXPECTED_S - _pn_done)) s left ($LEASE_EXPECTED_FROM ${LEASE_EXPECTED_S} s)"
+    else
+        PROGRESS_NOTE="; it is at $_pn_phase, ${_pn_done} s in: longer than expected ($LEASE_EXPECTED_FROM ${LEASE_EXPECTED_S} s)"
+    fi
 }
 
 # Replaces the stale lease $1 whose owner token was $2 and heartbeat $3.
@@ -107,7 +144,9 @@ acquire_lease() {
     [ -d "$LEASES_DIR" ] || mkdir -p "$LEASES_DIR"
     clock
     _aq_start=$NOW_CS
-    _aq_next_log=$((NOW_CS + 1000))
+    _aq_next_log=$NOW_CS
+    _aq_progress=
+    _aq_progress_at=$NOW_CS
     _aq_delay=10
     _aq_seen=
     _aq_seen_at=$NOW_CS
@@ -123,6 +162,7 @@ acquire_lease() {
             printf '%s 0\n' "$LEASE_TOKEN" >"$_aq_dir/heartbeat"
             LEASE_NAME=$_aq_name
             LEASE_DIR=$_aq_dir
+            LEASE_TAKEN_CS=$NOW_CS
             # No inherited stdout/stderr: an orphaned `sleep` must not hold the
             # caller's pipes open after the lease is released.
             lease_heartbeat_loop "$_aq_dir" "$LEASE_TOKEN" "$$" </dev/null >/dev/null 2>&1 &
@@ -166,11 +206,19 @@ acquire_lease() {
             fmt_s $((NOW_CS - _aq_start))
             die 17 "gave up waiting for the $_aq_name lease after ${FMT}s: host ${OWNER_HOST:-?} pid ${OWNER_PID:-?} holds it and is still heartbeating; read that worker's log, or raise F5TTS_LEASE_WAIT_MAX_S if its build is just slow."
         fi
-        if [ "$NOW_CS" -ge "$_aq_next_log" ]; then
-            log "waiting for $_aq_name lease held by host ${OWNER_HOST:-?} pid ${OWNER_PID:-?} for $(((NOW_CS - _aq_start) / 100)) s"
-            _aq_next_log=$((_aq_next_log + 1000))
+        _aq_now_progress=
+        { [ -f "$_aq_dir/progress" ] && read -r _aq_now_progress <"$_aq_dir/progress"; } 2>/dev/null || :
+        if [ "$_aq_now_progress" != "$_aq_progress" ]; then
+            _aq_progress=$_aq_now_progress
+            _aq_progress_at=$NOW_CS
         fi
-        sleep "$((_aq_delay / 100)).$((_aq_delay % 100 / 10))$((_aq_delay % 10))"
+        # At once (who it waits for, once the owner file is written), then every ~10 s.
+        if [ "$NOW_CS" -ge "$_aq_next_log" ] && [ -n "$OWNER_HOST" ]; then
+            lease_progress_note "$_aq_progress" $((NOW_CS - _aq_progress_at))
+            log "waiting for $_aq_name lease held by host $OWNER_HOST pid ${OWNER_PID:-?} for $(((NOW_CS - _aq_start) / 100)) s$PROGRESS_NOTE"
+            _aq_next_log=$((NOW_CS + 1000))
+        fi
+        run_child sleep "$((_aq_delay / 100)).$((_aq_delay % 100 / 10))$((_aq_delay % 10))"
         _aq_delay=$((_aq_delay * 2))
         [ "$_aq_delay" -le "$LEASE_POLL_MAX_CS" ] || _aq_delay=$LEASE_POLL_MAX_CS
     done

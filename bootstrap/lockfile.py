@@ -2,8 +2,10 @@
 
 Checked, each failure one sentence: conda-lock format v1; linux-64 only; every
 package downloaded from the allowed channel (conda-forge; tests pass a local one)
-with a sha256; pytorch and torchaudio CUDA builds; python, pip, ffmpeg and
-cuda-version present; no pip section (pip packages are the hash-locked leftovers);
+with a sha256; the packages of bootstrap/required-packages.txt present (python, pip,
+ffmpeg, cuda-version, CUDA builds of pytorch and torchaudio, and what the Python stage
+imports), the list the entrypoint's structural check reads too; no pip section (pip
+packages are the hash-locked leftovers);
 and the content hash equal to the one conda-lock computes for environment.yml and
 virtual-packages.yml, so the lock cannot drift from its source unnoticed. That last
 check needs conda-lock's library; where it is absent (inside the env) it is skipped
@@ -23,11 +25,35 @@ import yaml
 from bootstrap.errors import BootstrapError, ExitCode
 
 PLATFORM = "linux-64"
-REQUIRED = ("python", "pip", "pytorch", "ffmpeg", "cuda-version")
-CUDA_BUILDS = ("pytorch", "torchaudio")
+REQUIRED_PACKAGES_FILE = Path(__file__).with_name("required-packages.txt")
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 # conda-lock writes the channel of environment.yml as its short name.
 CHANNEL_ALIASES = {"https://conda.anaconda.org/conda-forge": "conda-forge"}
+
+
+@dataclass(frozen=True)
+class RequiredPackage:
+    name: str
+    build_prefix: str  # "" for any build; "cuda" for the CUDA builds
+    modules: tuple[str, ...]  # what the Python stage imports from it
+
+
+def required_packages(path: Path = REQUIRED_PACKAGES_FILE) -> tuple[RequiredPackage, ...]:
+    """bootstrap/required-packages.txt: `package build modules` lines, "-" for none."""
+    required = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        fields = line.split("#", 1)[0].split()
+        if not fields:
+            continue
+        name, build, modules = [*fields, "-", "-"][:3]
+        required.append(
+            RequiredPackage(
+                name,
+                "" if build == "-" else build,
+                () if modules == "-" else tuple(modules.split(",")),
+            )
+        )
+    return tuple(required)
 
 
 @dataclass(frozen=True)
@@ -126,15 +152,20 @@ def _check_packages(raw: list[Any], allowed: str, report: LockReport) -> None:
 
 
 def _check_contents(report: LockReport) -> None:
-    for name in REQUIRED:
-        if name not in report.packages:
-            report.problems.append(f"the lock has no {name}; add it to environment.yml and relock.")
-    for name in CUDA_BUILDS:
-        package = report.packages.get(name)
-        if package is not None and not package.build.startswith("cuda"):
+    required = required_packages()
+    for need in required:
+        if need.name not in report.packages:
             report.problems.append(
-                f"{name} is the build {package.build or '?'!r}, not a CUDA build; pin "
-                f"`{name}=*=cuda*` in environment.yml and lock with virtual-packages.yml."
+                f"the lock has no {need.name}; add it to environment.yml and relock."
+            )
+    for need in required:
+        package = report.packages.get(need.name)
+        if need.build_prefix and package and not package.build.startswith(need.build_prefix):
+            kind = "CUDA" if need.build_prefix == "cuda" else f"{need.build_prefix}*"
+            report.problems.append(
+                f"{need.name} is the build {package.build or '?'!r}, not a {kind} build; pin "
+                f"`{need.name}=*={need.build_prefix}*` in environment.yml and lock with "
+                "virtual-packages.yml."
             )
 
 

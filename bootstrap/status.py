@@ -7,9 +7,10 @@ clock (ages of in-use records and leases are written by other machines).
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from bootstrap.gc import PREFIX_RE, age_of, children, link_target_id, volume_now
 from bootstrap.marker import read_env_marker, read_models_marker
@@ -36,6 +37,14 @@ class LeaseStatus:
 
 
 @dataclass(frozen=True)
+class ActiveLink:
+    """envs/f5tts: what it points at, and whether that is a ready env."""
+
+    target: str | None  # the link's text; None when there is no symlink
+    state: str  # ready | missing | dangling | unfinished | not a symlink
+
+
+@dataclass(frozen=True)
 class VolumeStatus:
     volume: str
     free_bytes: int
@@ -45,6 +54,10 @@ class VolumeStatus:
     models_ready: bool
     models_created_at: str | None
     models_bytes: int
+    active_link: ActiveLink = field(default_factory=lambda: ActiveLink(None, "missing"))
+    # "<host>-<pid> uses f5tts-<id> (<age> s)" for each live worker whose env is not
+    # the one envs/f5tts points at (an older image still running, say).
+    workers_elsewhere: list[str] = field(default_factory=list)
 
 
 def _now(settings: Settings) -> float:
@@ -54,23 +67,38 @@ def _now(settings: Settings) -> float:
         return time.time()
 
 
+def active_link(settings: Settings) -> ActiveLink:
+    link = settings.active_link
+    if not link.is_symlink():
+        return ActiveLink(None, "not a symlink" if link.exists() else "missing")
+    target = os.readlink(link)
+    if not link.exists():
+        return ActiveLink(target, "dangling")
+    ready = (link / ".f5tts" / "ready.json").is_file()
+    return ActiveLink(target, "ready" if ready else "unfinished")
+
+
 def gather(settings: Settings) -> VolumeStatus:
     usage = shutil.disk_usage(settings.volume)
     now = _now(settings)
     active = link_target_id(settings.active_link)
     previous = link_target_id(settings.previous_link)
     envs = []
+    elsewhere = []
     for path in children(settings.envs_dir):
         match = PREFIX_RE.match(path.name)
         if not match or path.is_symlink():
             continue
         env_id = match.group(1)
         marker = read_env_marker(path, env_id)
-        users = [
-            f"{record.name} ({age_of(record, now):.0f} s)"
+        live = [
+            (record.name, age_of(record, now))
             for record in children(settings.in_use_dir / env_id)
             if age_of(record, now) < settings.in_use_ttl_s
         ]
+        users = [f"{name} ({age:.0f} s)" for name, age in live]
+        if env_id != active:
+            elsewhere += [f"{name} uses f5tts-{env_id} ({age:.0f} s)" for name, age in live]
         role = "active" if env_id == active else "previous" if env_id == previous else ""
         envs.append(
             EnvStatus(
@@ -103,11 +131,26 @@ def gather(settings: Settings) -> VolumeStatus:
         models_ready=models is not None,
         models_created_at=models.created_at if models else None,
         models_bytes=sum(models.files.values()) if models else 0,
+        active_link=active_link(settings),
+        workers_elsewhere=elsewhere,
     )
 
 
 def _gb(value: int | None) -> str:
     return "-" if value is None else f"{value / 1e9:.1f} GB"
+
+
+def _link_line(link: ActiveLink) -> str:
+    if link.state == "ready":
+        return f"envs/f5tts -> {link.target}"
+    if link.state == "missing":
+        return "envs/f5tts is missing: the next start of a ready env points it there"
+    if link.state == "not a symlink":
+        return "envs/f5tts is not a symlink: move it away, then the next start makes the link"
+    return (
+        f"envs/f5tts -> {link.target}, which is {link.state}: "
+        "the next start of a ready env points it there"
+    )
 
 
 def render(status: VolumeStatus) -> str:
@@ -124,6 +167,9 @@ def render(status: VolumeStatus) -> str:
         )
     if not status.envs:
         lines.append("(no environments)")
+    lines.append(_link_line(status.active_link))
+    if status.workers_elsewhere:
+        lines.append("workers not on envs/f5tts's env: " + ", ".join(status.workers_elsewhere))
     lines.append("")
     for lease in status.leases:
         lines.append(

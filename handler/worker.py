@@ -145,8 +145,12 @@ def keep_env_in_use(worker: Worker) -> None:
 
 
 def main(factory: ModelFactory = load_models) -> None:
+    from handler.shutdown import exit_on_sigterm, run_interruptibly
+
+    exit_on_sigterm()  # again, for entry points other than `python -m handler`
     configure_logging()
-    worker = build_worker(factory)
+    # Loading takes seconds to minutes: a SIGTERM meanwhile must still end the worker.
+    worker = run_interruptibly(build_worker, factory)
     keep_env_in_use(worker)
     import runpod
 

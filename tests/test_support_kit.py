@@ -14,7 +14,8 @@ from conda_lock.lockfile import parse_conda_lock_file
 
 from tests.support import lockfiles
 from tests.support.conda_channel import PREFIX_PROBE_FILE, BallastSpec, build_channel
-from tests.support.micromamba_double import read_calls, realizations
+from tests.support.micromamba_double import cache_folder, read_calls, realizations
+from tests.support.pins import pins
 from tests.support.wheels import build_wheel
 
 # Harmless if tests/conftest.py registers the plugin too: pytest loads it once.
@@ -106,7 +107,9 @@ def test_double_creates_a_prefix_whose_python_imports_torch_and_yaml(
         [str(prefix / "bin" / "ffmpeg"), "-version"], capture_output=True, text=True, check=True
     )
     assert ffmpeg.stdout.startswith("ffmpeg version 7.1")
-    assert len(list((prefix / "conda-meta").glob("*.json"))) == 8
+    assert len(list((prefix / "conda-meta").glob("*.json"))) == len(
+        lockfiles.lock_packages(cuda_lock.lockfile)
+    )
     tarballs = {p.name for p in Path(micromamba_env["CONDA_PKGS_DIRS"]).glob("*.conda")}
     assert "pytorch-2.8.0-cuda129_py311h0000000_0.conda" in tarballs
 
@@ -189,7 +192,7 @@ def test_a_lockfile_with_a_wrong_sha256_is_refused(micromamba_env, cuda_lock, tm
     wrong = lockfiles.with_wrong_sha256(cuda_lock.lockfile, tmp_path / "wrong-lock.yml", "ffmpeg")
     result = create(micromamba_env, tmp_path / "p", wrong)
     assert result.returncode == 1
-    assert "ffmpeg-7.1-gpl_h0000000_0.conda tarball has incorrect SHA256 sum" in result.stderr
+    assert "ffmpeg-7.1-gpl_h0000000_0.conda tarball has incorrect SHA256" in result.stderr
     assert "Found incorrect downloads. Aborting" in result.stderr
 
 
@@ -202,7 +205,7 @@ def test_a_file_not_named_like_a_lockfile_is_not_read_as_one(micromamba_env, cud
 
 
 def test_cli_errors_use_cli11_exit_codes(micromamba_env, cuda_lock, tmp_path):
-    assert mm(micromamba_env, "--version").stdout.strip() == "2.8.0"
+    assert mm(micromamba_env, "--version").stdout.strip() == pins()["MICROMAMBA_VERSION"]
     unknown = mm(micromamba_env, "create", "-y", "--frobnicate", "-p", str(tmp_path / "p"))
     assert unknown.returncode == 109
     assert "--frobnicate" in unknown.stderr
@@ -324,3 +327,73 @@ def test_a_non_conda_folder_is_never_overwritten(micromamba_env, cuda_lock, tmp_
     assert result.returncode == 1
     assert "Non-conda folder exists" in result.stderr
     assert (prefix / "data.txt").exists()
+
+
+def _stems(lockfile: Path) -> set[str]:
+    return {
+        p["url"].rsplit("/", 1)[-1].removesuffix(".conda").removesuffix(".tar.bz2")
+        for p in lockfiles.lock_packages(lockfile)
+    }
+
+
+def test_double_lays_out_its_package_cache_like_micromamba_2_5(micromamba_env, cuda_lock, tmp_path):
+    prefix = tmp_path / "p"
+    assert create(micromamba_env, prefix, cuda_lock.lockfile).returncode == 0
+
+    pkgs = Path(micromamba_env["CONDA_PKGS_DIRS"])
+    packages = lockfiles.lock_packages(cuda_lock.lockfile)
+    stems = _stems(cuda_lock.lockfile)
+    # Flat: the tarballs, their extracted dirs and urls.txt; none of rattler's .lock files.
+    assert {p.name for p in pkgs.iterdir()} == (
+        {"urls.txt"} | stems | {p["url"].rsplit("/", 1)[-1] for p in packages}
+    )
+    assert sorted((pkgs / "urls.txt").read_text().split()) == sorted(p["url"] for p in packages)
+    for package in packages:
+        stem = package["url"].rsplit("/", 1)[-1].removesuffix(".conda").removesuffix(".tar.bz2")
+        record = json.loads((pkgs / stem / "info" / "repodata_record.json").read_text())
+        assert (record["url"], record["sha256"]) == (package["url"], package["hash"]["sha256"])
+        meta = json.loads((prefix / "conda-meta" / f"{stem}.json").read_text())
+        assert meta["extracted_package_dir"] == str(pkgs / stem)
+    # Linked from the cache, as micromamba does on one filesystem.
+    linked = prefix / "bin" / "ffmpeg"
+    assert (
+        linked.stat().st_ino
+        == (pkgs / "ffmpeg-7.1-gpl_h0000000_0" / "bin" / "ffmpeg").stat().st_ino
+    )
+
+
+def test_second_create_reuses_the_extracted_packages(micromamba_env, cuda_lock, tmp_path):
+    assert create(micromamba_env, tmp_path / "a", cuda_lock.lockfile).returncode == 0
+    pkgs = Path(micromamba_env["CONDA_PKGS_DIRS"])
+    urls = (pkgs / "urls.txt").read_text()
+
+    assert create(micromamba_env, tmp_path / "b", cuda_lock.lockfile).returncode == 0
+
+    assert (pkgs / "urls.txt").read_text() == urls  # nothing downloaded or extracted again
+
+
+def test_double_playing_micromamba_2_6_keeps_packages_by_channel_and_subdir(
+    micromamba_env, cuda_lock, tmp_path
+):
+    env = {**micromamba_env, "MICROMAMBA_DOUBLE_VERSION": "2.6.0"}
+    assert mm(env, "--version").stdout.strip() == "2.6.0"
+    assert create(env, tmp_path / "p", cuda_lock.lockfile).returncode == 0
+
+    pkgs = Path(micromamba_env["CONDA_PKGS_DIRS"])
+    folder = cache_folder(pkgs, cuda_lock.channel.url + "/linux-64/x.conda", "2.6.0")
+    assert folder == pkgs / "file" / str(cuda_lock.channel.root.resolve()).lstrip("/") / "linux-64"
+    assert _stems(cuda_lock.lockfile) <= {p.name for p in folder.iterdir()}
+    assert (folder / "urls.txt").is_file() and (pkgs / "urls.txt").is_file()
+    assert {p.name for p in pkgs.iterdir()} == {"urls.txt", "file"}
+
+
+def test_cache_folder_follows_libmamba_for_real_urls(tmp_path):
+    url = "https://user:secret@conda.anaconda.org/t/tok-123/conda-forge/linux-64/x-1-0.conda"
+    assert cache_folder(tmp_path, url, "2.6.1") == (
+        tmp_path / "https" / "conda.anaconda.org" / "conda-forge" / "linux-64"
+    )
+    local = "http://localhost:8000/mychannel/noarch/x-1-0.tar.bz2"
+    assert (
+        cache_folder(tmp_path, local, "2.8.0") == tmp_path / "http/localhost_8000/mychannel/noarch"
+    )
+    assert cache_folder(tmp_path, url, "2.5.0") == tmp_path

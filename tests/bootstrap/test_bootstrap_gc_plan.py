@@ -6,10 +6,12 @@ from pathlib import Path
 
 from bootstrap.gc import (
     AgedPath,
+    CacheEntry,
     InUseRecord,
     Policy,
     PrefixState,
     VolumeState,
+    hierarchical_folder,
     package_stem,
     plan_gc,
 )
@@ -21,6 +23,13 @@ POLICY = Policy(in_use_ttl_s=900, grace_s=3600)
 
 def prefix(env_id: str, marked: bool = True, age_s: float = 86400, packages=()) -> PrefixState:
     return PrefixState(env_id, ENVS / f"f5tts-{env_id}", marked, age_s, frozenset(packages))
+
+
+def cached(relative: str) -> CacheEntry:
+    """A tarball or extracted dir at pkgs/<relative>, keyed as gc.observe keys it."""
+    folder, _, name = relative.rpartition("/")
+    stem = package_stem(name) or name
+    return CacheEntry(PKGS / relative, f"{folder}/{stem}" if folder else stem)
 
 
 def deleted(plan) -> dict[Path, str]:
@@ -112,11 +121,11 @@ def test_package_files_only_kept_envs_name_are_kept():
         active_id="ccc333",
         previous_id=None,
         pkgs=(
-            PKGS / "pytorch-2.8.0-cuda129_0.conda",
-            PKGS / "pytorch-2.8.0-cuda129_0",
-            PKGS / "python-3.11.7-h_0.tar.bz2",
-            PKGS / "torch-1.0-old_0.conda",
-            PKGS / "torch-1.0-old_0",
+            cached("pytorch-2.8.0-cuda129_0.conda"),
+            cached("pytorch-2.8.0-cuda129_0"),
+            cached("python-3.11.7-h_0.tar.bz2"),
+            cached("torch-1.0-old_0.conda"),
+            cached("torch-1.0-old_0"),
         ),
     )
     assert set(deleted(plan_gc(state, POLICY))) == {
@@ -126,13 +135,35 @@ def test_package_files_only_kept_envs_name_are_kept():
     }
 
 
+def test_hierarchical_cache_entries_are_kept_by_their_channel_folder():
+    cf = "https/conda.anaconda.org/conda-forge/linux-64"
+    state = VolumeState(
+        prefixes=(
+            prefix("ccc333", packages={"pytorch-2.8.0-cuda129_0", f"{cf}/pytorch-2.8.0-cuda129_0"}),
+        ),
+        active_id="ccc333",
+        previous_id=None,
+        pkgs=(
+            cached(f"{cf}/pytorch-2.8.0-cuda129_0.conda"),
+            cached(f"{cf}/pytorch-2.8.0-cuda129_0"),
+            # The same name from another channel is another package.
+            cached("https/example.org/other/linux-64/pytorch-2.8.0-cuda129_0.conda"),
+            cached(f"{cf}/torch-1.0-old_0.conda"),
+        ),
+    )
+    assert set(deleted(plan_gc(state, POLICY))) == {
+        PKGS / "https/example.org/other/linux-64/pytorch-2.8.0-cuda129_0.conda",
+        PKGS / f"{cf}/torch-1.0-old_0.conda",
+    }
+
+
 def test_package_files_are_left_alone_while_a_build_may_be_downloading():
     state = VolumeState(
         prefixes=(prefix("ccc333"),),
         active_id="ccc333",
         previous_id=None,
         build_lease_held=True,
-        pkgs=(PKGS / "freshly-downloaded-1.0-0.conda",),
+        pkgs=(cached("freshly-downloaded-1.0-0.conda"),),
     )
     assert deleted(plan_gc(state, POLICY)) == {}
 
@@ -159,3 +190,19 @@ def test_package_stems_cover_both_archive_formats():
     assert package_stem("ffmpeg-7.1-gpl_h0_0.conda") == "ffmpeg-7.1-gpl_h0_0"
     assert package_stem("ffmpeg-7.1-gpl_h0_0.tar.bz2") == "ffmpeg-7.1-gpl_h0_0"
     assert package_stem("urls.txt") is None
+
+
+def test_hierarchical_folders_follow_libmamba_2_6():
+    """The examples of libmamba's package_cache_folder_relative_path (mamba PR #4163)."""
+    assert hierarchical_folder("https://repo.example.com/channel/noarch/x-1-0.conda") == (
+        "https/repo.example.com/channel/noarch"
+    )
+    assert hierarchical_folder("http://localhost:8000/mychannel/noarch/x-1-0.tar.bz2") == (
+        "http/localhost_8000/mychannel/noarch"
+    )
+    assert hierarchical_folder("oci://ghcr.io/org/channel/linux-64/x-1-0.conda") == (
+        "oci/ghcr.io/org/channel/linux-64"
+    )
+    # Credentials and tokens never become folders.
+    secret = "https://me:pw@conda.anaconda.org/t/tk-1/conda-forge/linux-64/x-1-0.conda"
+    assert hierarchical_folder(secret) == "https/conda.anaconda.org/conda-forge/linux-64"

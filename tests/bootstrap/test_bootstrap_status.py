@@ -69,3 +69,33 @@ def test_an_empty_volume_says_so(tmp_path):
     assert "(no environments)" in table
     assert "no lease is held" in table
     assert "models: not downloaded" in table
+
+
+def test_status_names_the_workers_running_an_env_other_than_the_link(tmp_path):
+    settings = a_volume(tmp_path)
+    older = settings.in_use_dir / "bbbbbbbbbbbb" / "worker3-41"
+    older.parent.mkdir(parents=True)
+    older.write_text("")
+
+    status = gather(settings)
+
+    assert status.active_link.state == "ready"
+    assert [w.split(" (")[0] for w in status.workers_elsewhere] == [
+        "worker3-41 uses f5tts-bbbbbbbbbbbb"
+    ]
+    table = render(status)
+    assert "envs/f5tts -> f5tts-aaaaaaaaaaaa" in table
+    assert "workers not on envs/f5tts's env: worker3-41 uses f5tts-bbbbbbbbbbbb (" in table
+
+
+def test_status_says_when_the_link_is_missing_or_dangling(tmp_path):
+    settings = a_volume(tmp_path)
+    settings.active_link.unlink()
+    assert gather(settings).active_link.state == "missing"
+    assert "envs/f5tts is missing: the next start" in render(gather(settings))
+    # Every live worker now runs an env that is not the link's.
+    assert gather(settings).workers_elsewhere[0].startswith("worker1-77 uses f5tts-aaaaaaaaaaaa")
+
+    settings.active_link.symlink_to("f5tts-0123456789ab")
+    assert gather(settings).active_link.state == "dangling"
+    assert "envs/f5tts -> f5tts-0123456789ab, which is dangling" in render(gather(settings))

@@ -25,7 +25,7 @@ from tests.support.wheels import Wheelhouse
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 # The image's bootstrap/ minus what docker build adds (env-id) and Python caches.
-BOOTSTRAP_FILES = ("*.sh", "*.py", "LAYOUT_VERSION")
+BOOTSTRAP_FILES = ("*.sh", "*.py", "*.env", "*.txt", "LAYOUT_VERSION")
 
 
 def copy_bootstrap(dest: Path) -> None:

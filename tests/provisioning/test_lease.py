@@ -227,3 +227,59 @@ def test_builder_taken_over_during_a_failing_attempt_does_not_retry_over_the_new
     assert site.realizations() == 1
     assert "lost the env lease while building" in result.error_lines()[-1]
     assert "token=feedface" in owner.read_text()
+
+
+def wait_on_a_live_holder_at(site: Site, progress: str):
+    """A worker that waits 1 s for another machine's live lease, whose holder noted
+    `progress` ("<step> <seconds in>") in it."""
+    lease = plant_lease(site, token="alive")
+    (lease / "progress").write_text(progress + "\n")
+    with Heartbeat(lease, "alive"):
+        return site.run(F5TTS_LEASE_WAIT_MAX_S="1")
+
+
+def test_a_waiter_says_at_once_who_it_waits_for_and_about_how_long(site: Site):
+    result = wait_on_a_live_holder_at(site, "realize_env 100")
+
+    assert result.returncode == 17, result.stderr
+    # No earlier build on this volume: the documented first-build figure.
+    assert (
+        "waiting for env lease held by host other-machine pid 4242 for 0 s; it is at "
+        "realize_env, 100 s in: about 500 s left (a first build takes about 600 s)"
+    ) in result.stderr
+
+
+def test_a_waiter_estimates_from_the_previous_build_and_says_when_it_runs_over(site: Site):
+    assert site.run().returncode == 0
+    recorded = site.envs / "f5tts" / ".f5tts" / "build-seconds"
+    assert recorded.read_text().strip().isdigit()  # what the builder took, kept with the env
+    recorded.write_text("40\n")
+    (site.app / "conda-lock.yml").write_text(
+        (site.app / "conda-lock.yml").read_text() + "# another lock\n"
+    )
+    result = wait_on_a_live_holder_at(site, "finish_env 55")
+
+    assert result.returncode == 17, result.stderr
+    assert (
+        "it is at finish_env, 55 s in: longer than expected (the previous build took 40 s)"
+    ) in result.stderr
+
+
+def test_a_builder_notes_its_step_in_its_lease_for_the_waiters(site: Site):
+    builder = site.start(MICROMAMBA_DOUBLE_PAUSE="download:600")
+    try:
+        builder.wait_for_stderr("PAUSED download")
+        progress = (site.envs / ".leases" / "env" / "progress").read_text().split()
+        assert progress[0] == "realize_env" and progress[1].isdigit()
+        waiter = site.run(F5TTS_LEASE_WAIT_MAX_S="0.5")
+        assert waiter.returncode == 17
+        assert f"waiting for env lease held by host {site_host()} pid {builder.process.pid}" in (
+            waiter.stderr
+        )
+        assert "; it is at realize_env, " in waiter.stderr
+    finally:
+        builder.kill_container()
+
+
+def site_host() -> str:
+    return Path("/proc/sys/kernel/hostname").read_text().strip()

@@ -4,11 +4,24 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
+import yaml
 
+from bootstrap.lockfile import validate_lock
 from tests.provisioning.deployment import Result, Site
-from tests.support.lockfiles import with_foreign_url, with_wrong_sha256, without_sha256
+from tests.support.lockfiles import (
+    DEFAULT_SPECS,
+    LockBundle,
+    PipLock,
+    with_cpu_pytorch,
+    with_foreign_url,
+    with_wrong_sha256,
+    without_sha256,
+    write_lock,
+)
+from tests.support.micromamba_double import read_calls
 
 
 def assert_refused(site: Site, result: Result, code: int, sentence: str) -> None:
@@ -68,24 +81,134 @@ def test_missing_lockfile_is_refused_with_exit_13(site: Site):
     )
 
 
-@pytest.mark.parametrize(
-    ("breakage", "reason"),
-    [
-        (without_sha256, "package pytorch has no sha256"),
-        (with_foreign_url, "package pytorch comes from https://example.org/chan/linux-64/"),
-    ],
-)
-def test_lockfile_failing_the_structural_check_is_refused_with_exit_14(
-    site: Site, breakage, reason
+def edited(src: Path, dst: Path, edit) -> Path:
+    """The lock at `src` with its YAML edited (as a hand edit would leave it)."""
+    data = yaml.safe_load(src.read_text())
+    edit(data)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_text(yaml.safe_dump(data, sort_keys=False))
+    return dst
+
+
+def without(*names: str):
+    """A lock solved without the specs of `names` (so, say, no pyyaml anywhere)."""
+
+    def make(lock: LockBundle, dst: Path) -> Path:
+        specs = [s for s in DEFAULT_SPECS if s.split()[0] not in names]
+        return write_lock(lock.channel, dst.parent / dst.stem, specs=specs).lockfile
+
+    return make
+
+
+def with_pip_entry(lock: LockBundle, dst: Path) -> Path:
+    pip = PipLock("runpod", "1.12.0", "https://files.pythonhosted.org/runpod.whl", "a" * 64)
+    return write_lock(lock.channel, dst.parent / dst.stem, pip=[pip]).lockfile
+
+
+def with_metadata_channel(url: str):
+    def make(lock: LockBundle, dst: Path) -> Path:
+        def edit(data):
+            data["metadata"]["channels"].append({"url": url, "used_env_vars": []})
+
+        return edited(lock.lockfile, dst, edit)
+
+    return make
+
+
+def with_platforms(*platforms: str):
+    def make(lock: LockBundle, dst: Path) -> Path:
+        def edit(data):
+            data["metadata"]["platforms"] = list(platforms)
+
+        return edited(lock.lockfile, dst, edit)
+
+    return make
+
+
+def with_package_platform(platform: str):
+    def make(lock: LockBundle, dst: Path) -> Path:
+        def edit(data):
+            next(p for p in data["package"] if p["name"] == "ffmpeg")["platform"] = platform
+
+        return edited(lock.lockfile, dst, edit)
+
+    return make
+
+
+BAD_LOCKS = {
+    "no-sha256": (
+        lambda lock, dst: without_sha256(lock.lockfile, dst),
+        "package pytorch has no sha256",
+    ),
+    "foreign-package": (
+        lambda lock, dst: with_foreign_url(lock.lockfile, dst),
+        "package pytorch comes from https://example.org/chan/linux-64/",
+    ),
+    "pip-entry": (
+        with_pip_entry,
+        "package runpod is a pip package, and pip packages belong in requirements/leftovers.in",
+    ),
+    "foreign-channel": (
+        with_metadata_channel("https://conda.anaconda.org/pytorch"),
+        "it was solved with the channel https://conda.anaconda.org/pytorch, and only ",
+    ),
+    "two-platforms": (
+        with_platforms("linux-64", "osx-arm64"),
+        "it covers the platforms linux-64, osx-arm64, not linux-64 alone",
+    ),
+    "package-for-another-platform": (
+        with_package_platform("osx-arm64"),
+        "package ffmpeg is locked for platform osx-arm64, not linux-64",
+    ),
+    "no-pyyaml": (without("pyyaml"), "it has no pyyaml, which environment.yml must list"),
+    "no-huggingface-hub": (
+        without("huggingface_hub"),
+        "it has no huggingface_hub, which environment.yml must list",
+    ),
+    "no-ffmpeg": (without("ffmpeg"), "it has no ffmpeg, which environment.yml must list"),
+    "cpu-pytorch": (
+        lambda lock, dst: with_cpu_pytorch(lock.lockfile, dst, lock.channel),
+        "pytorch is the build cpu_",
+    ),
+}
+
+
+def plant_volume_state(site: Site, env_id: str) -> list[Path]:
+    """What a volume holds after earlier starts: nothing of it may go for a bad lock."""
+    crashed = site.envs / f"f5tts-{env_id}" / "conda-meta"  # a build's remains
+    crashed.mkdir(parents=True)
+    old = site.envs / "f5tts-0123456789ab" / "conda-meta"  # what gc would collect
+    old.mkdir(parents=True)
+    cached = site.volume / "pkgs" / "old-1.0-h0_0.conda"
+    cached.parent.mkdir()
+    cached.write_text("x")
+    return [crashed, old, cached]
+
+
+@pytest.mark.parametrize(("breakage", "reason"), BAD_LOCKS.values(), ids=BAD_LOCKS.keys())
+def test_a_lock_the_validator_would_refuse_is_refused_before_any_download_with_exit_14(
+    site: Site, cuda_lock: LockBundle, breakage, reason
 ):
     lock = site.app / "conda-lock.yml"
-    broken = breakage(lock, site.root / "broken-lock.yml")
-    lock.write_bytes(broken.read_bytes())
+    lock.write_bytes(breakage(cuda_lock, site.root / "broken" / "conda-lock.yml").read_bytes())
+    planted = plant_volume_state(site, site.env_id())
 
     result = site.run()
 
     assert_refused(site, result, 14, f"{lock} is not a usable lock ({reason}")
-    assert site.realizations() == 0
+    assert "a maintainer regenerates it with bootstrap/lock and commits it" in result.stderr
+    assert read_calls(site.double_log) == []  # not even `micromamba --version`
+    assert all(path.exists() for path in planted)
+    # The full validator refuses each of these too: the two checks agree.
+    report = validate_lock(lock, allowed_channel=cuda_lock.channel.url)
+    assert not report.ok
+
+
+def test_the_structural_check_passes_the_kits_conda_lock_file(site: Site):
+    result = site.run()
+
+    assert result.returncode == 0, result.stderr
+    assert "check_lockfile" in result.stderr
 
 
 def test_missing_micromamba_is_refused_with_exit_15(site: Site):

@@ -143,6 +143,33 @@ def _stage_pyyaml(stage: Path) -> None:
     _copy_from_venv(stage, ("yaml", "_yaml", dist))
 
 
+def _stage_offline_stand_in(module: str, version: str, source: str) -> Callable[[Path], None]:
+    """A package whose module answers like the real one does without network access
+    (tests are offline), e.g. `python -m bootstrap fetch-models` finds the hub unreachable."""
+
+    def stage_it(stage: Path) -> None:
+        _write(stage / SITE_PACKAGES / module / "__init__.py", source)
+        _dist_info(stage, module, version)
+
+    return stage_it
+
+
+_HUGGINGFACE_HUB = (
+    '"""Stand-in for huggingface_hub: downloads fail as they do offline."""\n\n'
+    "class LocalEntryNotFoundError(OSError):\n"
+    '    """What huggingface_hub raises when the hub cannot be reached."""\n\n\n'
+    "def hf_hub_download(repo_id, filename, **kwargs):\n"
+    '    raise LocalEntryNotFoundError(f"cannot reach the hub for {repo_id}/{filename}")\n\n\n'
+    "def snapshot_download(repo_id, **kwargs):\n"
+    '    raise LocalEntryNotFoundError(f"cannot reach the hub for {repo_id}")\n'
+)
+_NLTK = (
+    '"""Stand-in for nltk: data downloads fail as they do offline."""\n\n\n'
+    "def download(package, download_dir=None, quiet=False):\n"
+    "    return False\n"
+)
+
+
 def _stage_torch(cuda: str | None) -> Callable[[Path], None]:
     def stage_it(stage: Path) -> None:
         pkg = stage / SITE_PACKAGES / "torch"
@@ -239,6 +266,21 @@ def _recipes(ballast: BallastSpec | None) -> list[_Recipe]:
         _Recipe("python", PYTHON_VERSION, "h0000000_0_cpython", _stage_python),
         _Recipe("pip", "23.2.1", "pyh0000000_0", _stage_pip, (_PYTHON_DEP,)),
         _Recipe("pyyaml", "6.0.4", f"{PY_TAG}h0000000_0", _stage_pyyaml, (_PYTHON_DEP,)),
+        # The Python stage imports these (bootstrap/required-packages.txt).
+        _Recipe(
+            "huggingface_hub",
+            "0.36.2",
+            "pyh0000000_0",
+            _stage_offline_stand_in("huggingface_hub", "0.36.2", _HUGGINGFACE_HUB),
+            (_PYTHON_DEP,),
+        ),
+        _Recipe(
+            "nltk",
+            "3.9.1",
+            "pyh0000000_0",
+            _stage_offline_stand_in("nltk", "3.9.1", _NLTK),
+            (_PYTHON_DEP,),
+        ),
         _Recipe(
             "pytorch",
             "2.8.0",

@@ -31,6 +31,8 @@ DEFAULT_SPECS: tuple[str, ...] = (
     "python 3.11.*",
     "pip",
     "pyyaml",
+    "huggingface_hub",
+    "nltk",
     "pytorch ==2.8.0 cuda*",
     "torchaudio ==2.8.0 cuda*",
     "cuda-version 12.9.*",

@@ -1,11 +1,18 @@
 """A test double of micromamba 2.x that really installs conda packages, with py-rattler.
 
-It mirrors the parts of the real CLI the bootstrap uses (read from mamba 2.8's
-sources, see /work/shared/notes/conda-micromamba-facts.md) including the sharp edges:
+It mirrors the parts of the real CLI the bootstrap uses (read from mamba's sources, see
+/work/shared/notes/conda-micromamba-facts.md) including the sharp edges:
 `create -y` deletes an existing prefix before it reads the lockfile, unknown options
 exit 109 (CLI11), `shell activate -s sh` exits 105, `run -p P -- cmd` is rejected.
-Packages are copied from `file://` urls into the package cache, checked against the
-lockfile's sha256 (else md5), and linked by rattler (prefix placeholders rewritten).
+It reports the pinned version (bootstrap/pins.env; MICROMAMBA_DOUBLE_VERSION plays
+another one) and lays out its package cache as that version does: libmamba 2.5.0's
+flat `pkgs/` (`urls.txt`, `<name>-<version>-<build>.conda|.tar.bz2` and the extracted
+`<name>-<version>-<build>/` with `info/repodata_record.json`), or from 2.6.0 the
+hierarchical one of mamba PR #4163 (`pkgs/https/<host>/<channel>/<subdir>/...`).
+Packages are copied from `file://` urls into that cache, checked against the
+lockfile's sha256 (else md5), extracted there, and linked from there by rattler
+(prefix placeholders rewritten); conda-meta records name the cache entry they were
+linked from, as libmamba's do.
 
 Every call is logged to $MICROMAMBA_DOUBLE_LOG (JSON lines) so tests can count
 realizations; $MICROMAMBA_DOUBLE_PAUSE / $MICROMAMBA_DOUBLE_FAIL inject delays and
@@ -23,6 +30,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +38,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-DOUBLE_VERSION = "2.8.0"
+from tests.support.pins import pins
+
+# The micromamba the bootstrap realizes with, read from bootstrap/pins.env (never a copy).
+DOUBLE_VERSION = pins()["MICROMAMBA_VERSION"]
+# libmamba 2.6.0 made the package cache hierarchical (mamba PR #4163).
+HIERARCHICAL_CACHE_SINCE = (2, 6)
+PACKAGE_CACHE_MAGIC_FILE = "urls.txt"
 PLATFORM = "linux-64"
 SHELLS = ("bash", "cmd.exe", "dash", "fish", "nu", "posix", "powershell", "tcsh", "xonsh", "zsh")
 POSIX_SHELLS = ("bash", "dash", "posix", "zsh")
@@ -292,38 +306,143 @@ def _read_lockfile(path: Path) -> tuple[list[_LockedConda], list[_LockedPip]]:
     return conda, pip
 
 
-def _fetch(pkg: _LockedConda, pkgs_dir: Path) -> Path:
-    """Copy the archive into the package cache (reusing a valid copy) and verify it."""
-    target = pkgs_dir / pkg.file_name
+# ---------------------------------------------------------------- package cache
 
-    def valid(path: Path) -> tuple[bool, str, str]:
-        algorithm, expected = ("sha256", pkg.sha256) if pkg.sha256 else ("md5", pkg.md5)
-        if expected is None:
-            return True, "", ""
-        actual = _digest(path, algorithm)
-        return actual == expected, expected, actual
 
-    if target.is_file() and valid(target)[0]:
-        return target
+def double_version() -> str:
+    return os.environ.get("MICROMAMBA_DOUBLE_VERSION") or DOUBLE_VERSION
+
+
+def hierarchical_cache(version: str) -> bool:
+    """Whether micromamba `version` keeps packages by channel and subdir (>= 2.6.0)."""
+    numbers = tuple(int(part) for part in version.split(".")[:2] if part.isdigit())
+    return numbers >= HIERARCHICAL_CACHE_SINCE
+
+
+def _without_credentials(url: str) -> str:
+    """The url without `user:password@` and `/t/<token>` (libmamba's remove_secrets...)."""
+    parts = urlparse(url)
+    kept: list[str] = []
+    segments = iter(parts.path.split("/"))
+    for segment in segments:
+        if segment == "t" and kept:
+            next(segments, None)  # the token itself
+            continue
+        kept.append(segment)
+    return parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1], path="/".join(kept)).geturl()
+
+
+def cache_folder(pkgs_dir: Path, url: str, version: str | None = None) -> Path:
+    """The folder of `pkgs_dir` where micromamba `version` keeps the package at `url`.
+
+    <= 2.5: `pkgs_dir` itself. >= 2.6 (libmamba's package_cache_folder_relative_path):
+    the url's directory without credentials, "://" turned into "/" and the remaining
+    ":" and "\\" into "_", e.g. `pkgs/https/conda.anaconda.org/conda-forge/linux-64`.
+    """
+    if not hierarchical_cache(version or double_version()):
+        return pkgs_dir
+    directory = _without_credentials(url).rsplit("/", 1)[0].rstrip("/")
+    directory = directory.replace("://", "/").replace(":", "_").replace("\\", "_")
+    return pkgs_dir / directory.lstrip("/")
+
+
+def _digest_matches(path: Path, pkg: _LockedConda, prefer: str) -> bool:
+    algorithms = [("md5", pkg.md5), ("sha256", pkg.sha256)]
+    if prefer == "sha256":
+        algorithms.reverse()
+    for algorithm, expected in algorithms:
+        if expected:
+            return _digest(path, algorithm) == expected
+    return True
+
+
+def _valid_extracted_dir(extracted: Path, pkg: _LockedConda) -> bool:
+    """libmamba's has_valid_extracted_dir: the record matches the lock, every file is there."""
+    try:
+        record = json.loads((extracted / "info" / "repodata_record.json").read_text())
+        paths = json.loads((extracted / "info" / "paths.json").read_text())["paths"]
+    except (OSError, ValueError, KeyError):
+        return False
+    if pkg.sha256 and record.get("sha256"):
+        same = record["sha256"] == pkg.sha256
+    elif pkg.md5 and record.get("md5"):
+        same = record["md5"] == pkg.md5
+    else:
+        same = False
+    if not same or record.get("url", "").rstrip("/") != pkg.url.rstrip("/"):
+        return False
+    return all(os.path.lexists(extracted / entry["_path"]) for entry in paths)
+
+
+def _download(pkg: _LockedConda, tarball: Path) -> None:
     source = _file_url_path(pkg.url)
     if not source.is_file():
         raise Failure(f"Download error (37) Couldn't read a file:// file for {pkg.url}")
-    partial = target.with_name(target.name + f".partial.{os.getpid()}")
-    shutil.copyfile(source, partial)
-    ok, expected, actual = valid(partial)
-    if not ok:
-        partial.unlink()
-        kind = "SHA256 sum" if pkg.sha256 else "MD5 sum"
-        # The real messages: libmamba's PackageFetcher and MTransaction::fetch_extract_packages.
-        print(
-            f"error    libmamba File not valid: {kind} doesn't match expectation {target}\n"
-            f"Expected: {expected}\nActual: {actual}\n"
-            f"{pkg.file_name} tarball has incorrect {kind}",
-            file=sys.stderr,
-        )
-        raise Failure("Found incorrect downloads. Aborting")
-    os.replace(partial, target)
-    return target
+    # libmamba downloads straight to the tarball's name, and deletes it when it fails
+    # its checksum (a killed download leaves a short file, caught next time).
+    shutil.copyfile(source, tarball)
+    if _digest_matches(tarball, pkg, prefer="sha256"):
+        return
+    algorithm, expected = ("sha256", pkg.sha256) if pkg.sha256 else ("md5", pkg.md5)
+    actual = _digest(tarball, algorithm)
+    tarball.unlink()
+    kind = "SHA256" if pkg.sha256 else "MD5"
+    # The real messages: libmamba's PackageFetcher and MTransaction::fetch_extract_packages.
+    print(
+        f"error    libmamba File not valid: {kind} doesn't match expectation {tarball}\n"
+        f"Expected: {expected}\nActual: {actual}\n"
+        f"{pkg.file_name} tarball has incorrect {kind}",
+        file=sys.stderr,
+    )
+    raise Failure("Found incorrect downloads. Aborting")
+
+
+def _repodata_record(pkg: _LockedConda, extracted: Path, tarball: Path) -> dict:
+    # PackageInfo's fields, then index.json's for what they lack (write_repodata_record).
+    record: dict = {
+        "name": pkg.name,
+        "version": pkg.version,
+        "build": pkg.build,
+        "build_string": pkg.build,
+        "channel": pkg.url.rsplit("/", 2)[0],
+        "url": pkg.url,
+        "subdir": pkg.url.rsplit("/", 2)[1],
+        "fn": pkg.file_name,
+        "md5": pkg.md5 or "",
+        "sha256": pkg.sha256 or "",
+    }
+    index = json.loads((extracted / "info" / "index.json").read_text())
+    record.update({k: v for k, v in index.items() if k not in record})
+    record["size"] = record.get("size") or tarball.stat().st_size
+    return record
+
+
+def _fetch(pkg: _LockedConda, pkgs_dir: Path) -> Path:
+    """The package's extracted dir in the cache, downloaded and extracted if needed, with
+    libmamba's checks and bookkeeping (urls.txt, info/repodata_record.json)."""
+    from rattler.package_streaming import extract
+
+    folder = cache_folder(pkgs_dir, pkg.url)
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = pkg.file_name.removesuffix(".conda").removesuffix(".tar.bz2")
+    extracted, tarball = folder / stem, folder / pkg.file_name
+    if _valid_extracted_dir(extracted, pkg):
+        return extracted
+    downloaded = ""
+    if not (tarball.is_file() and _digest_matches(tarball, pkg, prefer="md5")):
+        tarball.unlink(missing_ok=True)
+        _download(pkg, tarball)
+        downloaded = pkg.url
+    if extracted.exists():
+        shutil.rmtree(extracted)
+    extract(tarball, extracted)
+    record = _repodata_record(pkg, extracted, tarball)
+    (extracted / "info" / "repodata_record.json").write_text(json.dumps(record, indent=4))
+    # One line per extraction: the url when it was downloaded, empty when the tarball
+    # was already there (libmamba's update_urls_txt, in the package's cache folder).
+    with (folder / PACKAGE_CACHE_MAGIC_FILE).open("a") as urls:
+        urls.write(downloaded + "\n")
+    return extracted
 
 
 def _records(packages: Sequence[_LockedConda]) -> list:
@@ -352,12 +471,37 @@ def _build_string(build: str):
     return BuildString(build)
 
 
-def _link(records: list, prefix: Path, pkgs_dir: Path) -> None:
+def _link(records: list, extracted: Sequence[Path], prefix: Path) -> None:
+    """Link the extracted dirs into `prefix` with rattler, hardlinking from the cache.
+
+    rattler keeps its own bookkeeping (`.cache.lock`, `<pkg>.lock`) in a cache dir
+    that micromamba's does not have, so it is given a scratch cache whose entries are
+    symlinks to ours: it links through them from our files, and its files go away
+    with the scratch dir.
+    """
     import asyncio
 
-    from rattler import install
+    from rattler import PackageCache, PackageCacheLayer, ValidationMode, install
 
-    asyncio.run(install(records, prefix, cache_dir=pkgs_dir, show_progress=False))
+    with tempfile.TemporaryDirectory(prefix="micromamba-double-cache-") as scratch:
+        for path in extracted:
+            (Path(scratch) / path.name).symlink_to(path)
+        layer = PackageCacheLayer(scratch).with_validation_mode(ValidationMode.skip())
+        cache = PackageCache.from_layers([layer])
+        asyncio.run(install(records, prefix, package_cache=cache, show_progress=False))
+    sources = {path.name: path for path in extracted}
+    for meta in (prefix / "conda-meta").glob("*.json"):
+        record = json.loads(meta.read_text())
+        source = sources.get(
+            str(record.get("fn", "")).removesuffix(".conda").removesuffix(".tar.bz2")
+        )
+        if source is None:
+            continue
+        # What libmamba's LinkPackage writes (".tar.bz2" even for a .conda: its quirk).
+        record["extracted_package_dir"] = str(source)
+        record["package_tarball_full_path"] = f"{source}.tar.bz2"
+        record["link"] = {"source": str(source), "type": 1}
+        meta.write_text(json.dumps(record, indent=2))
 
 
 def _install_pip(pip: Sequence[_LockedPip], prefix: Path, lockfile: Path, quiet: bool) -> None:
@@ -452,7 +596,9 @@ def _create(args: Sequence[str]) -> int:
         conda, pip = _read_lockfile(lockfile)
 
     pkgs_dir = _pkgs_dir(root)
+    # libmamba's PackageCacheData::create_directory: the magic file marks a writable cache.
     pkgs_dir.mkdir(parents=True, exist_ok=True)
+    (pkgs_dir / PACKAGE_CACHE_MAGIC_FILE).touch()
     # Like libmamba's create_target_directory: the prefix and an empty
     # conda-meta/history exist before any package is fetched, so a crash in any
     # later phase leaves a prefix that the next `create -y` will wipe.
@@ -460,15 +606,16 @@ def _create(args: Sequence[str]) -> int:
     history.parent.mkdir(parents=True, exist_ok=True)
     history.touch()
     _say(parsed, f"\nTransaction\n\n  Prefix: {prefix}\n\n  Install: {len(conda)} packages\n")
+    extracted = []
     for index, pkg in enumerate(conda):
-        _fetch(pkg, pkgs_dir)
+        extracted.append(_fetch(pkg, pkgs_dir))
         if index == 0:
             _fault("download")
     records = _records(conda)
     half = max(1, len(records) // 2)
-    _link(records[:half], prefix, pkgs_dir)
+    _link(records[:half], extracted[:half], prefix)
     _fault("link")
-    _link(records, prefix, pkgs_dir)
+    _link(records, extracted, prefix)
     # rattler tags the prefix as a cache dir; micromamba does not, so neither do we.
     (prefix / "CACHEDIR.TAG").unlink(missing_ok=True)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
@@ -639,7 +786,7 @@ def _dispatch(argv: Sequence[str]) -> int:
             "A subcommand is required\nRun with --help for more information.", EXIT_EXTRAS
         )
     if argv[0] == "--version":
-        print(DOUBLE_VERSION)
+        print(double_version())
         return 0
     command = _COMMANDS.get(argv[0])
     if command is None:
@@ -686,6 +833,7 @@ class MicromambaDouble:
             "CONDA_SHLVL",
             "MICROMAMBA_DOUBLE_PAUSE",
             "MICROMAMBA_DOUBLE_FAIL",
+            "MICROMAMBA_DOUBLE_VERSION",
         ):
             env.pop(key, None)
         env.update(extra)
