@@ -76,7 +76,7 @@ def unwrap_openai_route(payload: dict[str, Any]) -> dict[str, Any]:
             f"A request on the OpenAI route carries only openai_route and openai_input, not "
             f"{shown(', '.join(others))}; put the other fields inside openai_input"
         )
-    if route not in OPENAI_SPEECH_ROUTES:
+    if not isinstance(route, str) or route not in OPENAI_SPEECH_ROUTES:
         raise UserError(
             f"This worker serves only /v1/audio/speech on the OpenAI route, not {shown(route)}; "
             "call client.audio.speech.create"
@@ -113,7 +113,7 @@ def from_openai(body: dict[str, Any]) -> dict[str, Any]:
         if "format" in data:
             raise UserError("Give the audio format once: response_format or format, not both")
         fmt = data.pop("response_format")
-        if fmt not in OPENAI_FORMATS:
+        if not isinstance(fmt, str) or fmt not in OPENAI_FORMATS:
             raise UserError(
                 f"response_format {shown(fmt)} is not offered; use one of "
                 f"{', '.join(OPENAI_FORMATS)}"

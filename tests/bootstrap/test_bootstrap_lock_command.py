@@ -19,9 +19,9 @@ from bootstrap.errors import ExitCode
 from bootstrap.lockfile import validate_lock
 from bootstrap.relock import Paths, stale_leftovers
 from tests.support.conda_lock_double import lock_calls
-from tests.support.lock_kit import LockRun, base_tools_dir
+from tests.support.lock_kit import LockRun, base_tools_dir, install_micromamba_of_version
 from tests.support.lockfiles import content_hash_for, write_lock
-from tests.support.micromamba_double import install_launcher, realizations
+from tests.support.micromamba_double import realizations
 from tests.support.pins import pins
 from tests.support.wheels import build_sdist
 
@@ -197,7 +197,7 @@ def test_ensure_uses_a_current_committed_lock_verbatim(lock_run: LockRun):
 
 
 def test_a_micromamba_of_another_version_is_refused_before_anything_runs(lock_run: LockRun):
-    other = install_launcher(lock_run.work / "other-micromamba")  # the double's own version
+    other = install_micromamba_of_version(lock_run.work / "other-micromamba", "2.8.0")
     result = lock_run.run("--micromamba", str(other.executable))
 
     assert result.returncode == ExitCode.LOCK_TOOL

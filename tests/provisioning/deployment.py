@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.support.lock_kit import copy_bootstrap as copy_bootstrap_files
 from tests.support.lockfiles import LockBundle
 from tests.support.micromamba_double import MicromambaDouble, realizations
 from tests.support.wheels import Wheelhouse
@@ -29,11 +30,8 @@ BOOTSTRAP_FILES = ("*.sh", "*.py", "*.env", "*.txt", "LAYOUT_VERSION")
 
 
 def copy_bootstrap(dest: Path) -> None:
-    dest.mkdir(parents=True, exist_ok=True)
-    for pattern in BOOTSTRAP_FILES:
-        for source in (REPO / "bootstrap").glob(pattern):
-            if source.is_file():
-                shutil.copy2(source, dest / source.name)
+    # No `lock`: an image carries no lock command, so a missing lock stays exit 13.
+    copy_bootstrap_files(dest, BOOTSTRAP_FILES)
 
 
 @dataclass

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.support.conda_channel import LocalChannel, build_channel
-from tests.support.lock_kit import LockRun, install_pinned_micromamba, make_lock_run
+from tests.support.lock_kit import LockRun, make_lock_run
 from tests.support.lockfiles import LockBundle, write_lock
 from tests.support.micromamba_double import MicromambaDouble, install_launcher
 from tests.support.wheels import Wheelhouse, build_wheelhouse
@@ -71,7 +71,7 @@ def pinned_micromamba(tmp_path_factory: pytest.TempPathFactory) -> MicromambaDou
     """The micromamba double answering `--version` with bootstrap/pins.env's version."""
     return _cached(
         "pinned-double",
-        lambda: install_pinned_micromamba(tmp_path_factory.mktemp("pinned-micromamba") / "bin"),
+        lambda: install_launcher(tmp_path_factory.mktemp("pinned-micromamba") / "bin"),
     )
 
 

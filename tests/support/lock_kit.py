@@ -13,45 +13,36 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from tests.support.conda_channel import LocalChannel
 from tests.support.lockfiles import DEFAULT_SPECS, write_environment, write_lock
-from tests.support.micromamba_double import MicromambaDouble, realizations
-from tests.support.pins import pins
+from tests.support.micromamba_double import MicromambaDouble, install_launcher, realizations
 from tests.support.wheels import Wheelhouse
 
 REPO = Path(__file__).resolve().parents[2]
 # What a clone's bootstrap/ holds (no env-id: docker build writes it).
-BOOTSTRAP_FILES = ("*.sh", "*.py", "lock", "pins.env", "LAYOUT_VERSION")
+# What a checkout's bootstrap/ holds that the lock command and the entrypoint read.
+BOOTSTRAP_FILES = ("*.sh", "*.py", "*.env", "*.txt", "lock", "LAYOUT_VERSION")
 
 
-def install_pinned_micromamba(bin_dir: Path) -> MicromambaDouble:
-    """`bin_dir/micromamba`: the micromamba double, reporting the pinned version."""
-    bin_dir.mkdir(parents=True, exist_ok=True)
+def install_micromamba_of_version(bin_dir: Path, version: str) -> MicromambaDouble:
+    """`bin_dir/micromamba`: the micromamba double playing `version` instead of the pin."""
+    double = install_launcher(bin_dir / "double")
     launcher = bin_dir / "micromamba"
     launcher.write_text(
-        f"#!{sys.executable}\n"
-        '"""micromamba double (tests/support/micromamba_double.py) at the pinned version."""\n'
-        "import os, sys\n"
-        f"sys.path.insert(0, {str(REPO)!r})\n"
-        "from tests.support import micromamba_double\n"
-        f"micromamba_double.DOUBLE_VERSION = {pins()['MICROMAMBA_VERSION']!r}\n"
-        "rc = micromamba_double.main(sys.argv[1:])\n"
-        "sys.stdout.flush()\n"
-        "sys.stderr.flush()\n"
-        "os._exit(rc)\n"
+        f'#!/bin/sh\nMICROMAMBA_DOUBLE_VERSION={version} exec {double.executable} "$@"\n'
     )
     launcher.chmod(0o755)
     return MicromambaDouble(bin_dir=bin_dir, executable=launcher)
 
 
-def copy_bootstrap(dest: Path) -> None:
+def copy_bootstrap(dest: Path, patterns: Sequence[str] = BOOTSTRAP_FILES) -> None:
+    """The repository's bootstrap/ files matching `patterns`, copied into `dest`."""
     dest.mkdir(parents=True, exist_ok=True)
-    for pattern in BOOTSTRAP_FILES:
+    for pattern in patterns:
         for source in (REPO / "bootstrap").glob(pattern):
             if source.is_file():
                 shutil.copy2(source, dest / source.name)
