@@ -27,6 +27,7 @@ from handler.contracts import (
     SynthesisParams,
     Transcriber,
 )
+from handler.engine.presets import resolve_nfe
 from handler.errors import UserError
 from handler.fetch import ReferenceFetcher
 from handler.reference import ReferencePreparer
@@ -115,6 +116,9 @@ class JobRunner:
                 "available on this worker; drop subtitles and words, or deploy the "
                 "environment with the alignment feature"
             )
+        nfe_step, quality = resolve_nfe(
+            job.quality, job.nfe_step, nfe_step_sent="nfe_step" in job.model_fields_set
+        )
         clock = _Clock()
         reference = self._reference(job.voice, job.ref_audio, job.ref_audio_base64, job.ref_text)
         clock.lap("ref_ms")
@@ -122,7 +126,7 @@ class JobRunner:
         seed = job.seed if job.seed is not None else secrets.randbelow(2**31)
         params = SynthesisParams(
             speed=job.speed,
-            nfe_step=job.nfe_step,
+            nfe_step=nfe_step,
             cfg_strength=job.cfg_strength,
             sway_sampling_coef=job.sway_sampling_coef,
             cross_fade_duration=job.cross_fade_duration,
@@ -176,6 +180,8 @@ class JobRunner:
                 "sha256": hashlib.sha256(encoded.data).hexdigest(),
             },
             "seed": seed,
+            "nfe_step": nfe_step,
+            "quality": quality,
             "timings": clock.ms,
             "env_id": self.env.get("env_id"),
         }
