@@ -172,13 +172,11 @@ class ReferencePreparer:
             text = self._transcribe(entry, meta)
         problem = reference_problem(text, meta.duration_s)
         if problem:
-            fix = (
-                "send ref_text with the words spoken in the clip"
-                if transcribed
-                else "send ref_text with exactly the words spoken in the clip"
+            source = " (as transcribed by the speech recogniser)" if transcribed else ""
+            raise UserError(
+                f"The reference cannot be used because {problem}{source}; send ref_text "
+                "with exactly the words spoken in the clip"
             )
-            source = "the transcription of the reference" if transcribed else "ref_text"
-            raise UserError(f"The reference cannot be used because {problem} ({source}); {fix}")
         return PreparedReference(entry / "ref.wav", text, meta.duration_s)
 
     # -- cache -------------------------------------------------------------------

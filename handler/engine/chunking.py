@@ -1,3 +1,4 @@
+# ruff: noqa: RUF001 (the full-width and typographic punctuation below is meant)
 """Chunk planning in mel frames: what one F5-TTS generation may hold, decided up front.
 
 One generation is the reference clip plus one text chunk, generated as a single mel
@@ -15,10 +16,12 @@ per-chunk target), whatever the text, speed (0.3..3) or script.
 The text is split at sentence ends, then clause punctuation, then whitespace, then
 between characters (scripts without spaces: CJK, Thai), packing greedily up to the
 budget; the chunks' spans joined give back the text exactly. The split never fails
-for a reference within `reference_problem`'s bounds: with at most a
-`REFERENCE_MAX_SECONDS` clip and at least `MIN_REF_TEXT_BYTES_PER_SECOND`, one
-character (<= 4 bytes, at the 0.3 local speed) always fits (`test_one_character_always
-_fits_at_the_bounds` checks the arithmetic at the corners).
+for a reference within `reference_problem`'s bounds, which are exactly what makes
+one character (<= 4 bytes, at the 0.3 local speed) fit next to the reference: at
+most `REFERENCE_MAX_SECONDS` of clip, and a transcript long enough that the clip's
+frames per byte stay bounded (`min_ref_text_bytes`, ~2 bytes per second for a 15 s
+clip, nothing to speak of for a short one). `test_one_character_always_fits_at_the
+_bounds` checks the corners.
 
 Pure: no torch, no f5_tts; the engine and the job layer both use it.
 """
@@ -46,8 +49,8 @@ TOKENS_PER_BYTE = 1.5
 REFERENCE_MAX_SECONDS = 15.0
 REFERENCE_PAD_SECONDS = 0.05  # silence appended after trimming, as upstream does
 # Transcript density: real speech is roughly 5-40 UTF-8 bytes per second in any script.
-MIN_REF_TEXT_BYTES_PER_SECOND = 3.0
 MAX_REF_TEXT_BYTES_PER_SECOND = 80.0
+WIDEST_CHARACTER_BYTES = 4  # UTF-8
 
 
 class ChunkPlanError(ValueError):
@@ -101,6 +104,19 @@ def estimate_frames(ref_frames: int, ref_bytes: int, gen_bytes: int, speed: floa
     return max(duration, tokens + 1, ref_frames + 2)
 
 
+def min_ref_text_bytes(ref_text: str, seconds: float) -> int:
+    """The fewest UTF-8 bytes a transcript of a `seconds` clip may have (stripped, as
+    sent): with fewer, F5-TTS's frames per byte grow so large that one character
+    (spoken at the 0.3 local speed) would not fit beside the reference."""
+    ref_frames = int(seconds * FRAMES_PER_SECOND) + 1
+    added = utf8_len(model_ref_text(ref_text)) - utf8_len(ref_text.strip())
+    for sent in range(1, POSITION_TABLE_FRAMES):
+        needed = estimate_frames(ref_frames, sent + added, WIDEST_CHARACTER_BYTES, LOCAL_SPEED)
+        if needed <= CHUNK_BUDGET_FRAMES:
+            return sent
+    return POSITION_TABLE_FRAMES
+
+
 def reference_problem(ref_text: str, seconds: float) -> str | None:
     """Why a (prepared) reference cannot condition generation, or None when it can.
 
@@ -119,25 +135,21 @@ def reference_problem(ref_text: str, seconds: float) -> str | None:
             f"and at most {MAX_REF_TEXT_BYTES_PER_SECOND:g} bytes per second of audio "
             f"({int(MAX_REF_TEXT_BYTES_PER_SECOND * seconds)} here) can be what is said"
         )
-    if n < MIN_REF_TEXT_BYTES_PER_SECOND * seconds:
+    fewest = min_ref_text_bytes(ref_text, seconds) if n else 1
+    if n < fewest:
         return (
             f"the transcript is too short for its {seconds:.1f} s clip: {n} UTF-8 bytes, "
-            f"and at least {MIN_REF_TEXT_BYTES_PER_SECOND:g} bytes per second of audio "
-            f"({int(MIN_REF_TEXT_BYTES_PER_SECOND * seconds + 0.999)} here) are needed"
+            f"and a clip this long needs at least {fewest} (F5-TTS paces speech by the "
+            "transcript's length per second of the clip)"
         )
     return None
 
 
 # Where units end, coarse to fine. Each match's end is a cut position; trailing
 # whitespace stays with the unit before it.
-# (escapes for the full-width and typographic marks, which linters flag as look-alikes)
-_CLOSERS = "\"')\\]\u00bb\u2019\u201d\u300d\u300f"
-_SENTENCE_END = re.compile(
-    rf"[.!?\u2026]+[{_CLOSERS}]*\s+|[\u3002\uff01\uff1f]+[{_CLOSERS}]*\s*|\n\s*"
-)
-_CLAUSE_END = re.compile(
-    rf"[,;:]+[{_CLOSERS}]*\s+|[\uff0c\uff1b\uff1a\u3001]+\s*|\s[\u2014\u2013-]+\s+|\u2014+\s*"
-)
+_CLOSERS = "\"')\\]»’”」』"
+_SENTENCE_END = re.compile(rf"[.!?…]+[{_CLOSERS}]*\s+|[。！？]+[{_CLOSERS}]*\s*|\n\s*")
+_CLAUSE_END = re.compile(rf"[,;:]+[{_CLOSERS}]*\s+|[，；：、]+\s*|\s[—–-]+\s+|—+\s*")
 _WORD_END = re.compile(r"\s+")
 
 

@@ -42,12 +42,6 @@ class Conditioning:
     rms: float  # loudness of the clip before normalisation
 
 
-def enable_padding_masks(model: Any) -> None:
-    """Mask padded frames in attention for batches of more than one (both backends)."""
-    for block in model.transformer.transformer_blocks:
-        block.attn.processor.attn_mask_enabled = True
-
-
 def model_shape(model: Any) -> ModelShape:
     """The DiT's sizes, read from the loaded modules (for the memory estimate)."""
     dit = model.transformer

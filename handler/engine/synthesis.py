@@ -94,7 +94,8 @@ class F5Engine:
         *,
         budget: BatchBudget | None = None,
     ) -> None:
-        from handler.engine.sampling import enable_padding_masks, model_shape
+        from handler.engine.masking import enable_padding_masks
+        from handler.engine.sampling import model_shape
 
         enable_padding_masks(model)
         self.model = model
