@@ -90,7 +90,7 @@ def sample_mels(model: Any, works: Sequence[ChunkWork]) -> list[Any]:
     device = model.device
     cond = pad_sequence([c.mel for c in conds], batch_first=True)
     lens = torch.tensor([c.mel.shape[0] for c in conds], device=device, dtype=torch.long)
-    duration = torch.tensor([work.frames for work in works], device=device, dtype=torch.long)
+    duration = torch.tensor([work.duration for work in works], device=device, dtype=torch.long)
     texts = [c.ref_text + work.text for c, work in zip(conds, works, strict=True)]
     text = convert_char_to_pinyin(texts)
     with torch.inference_mode(), per_item_noise([work.seed for work in works]) as noise:

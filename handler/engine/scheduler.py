@@ -41,7 +41,8 @@ class ChunkWork:
     job: Hashable  # whose chunk it is (results are handed back by this key)
     index: int  # position in the job's plan
     text: str  # what the model reads after the reference transcript
-    frames: int  # duration asked of CFM.sample (reference included)
+    duration: int  # frames asked of CFM.sample, reference included (upstream's rule)
+    frames: int  # upper bound of the frames CFM will use (it raises short durations)
     seed: int  # this chunk's own noise seed (noise.chunk_seed)
     sampling: SamplingKey
     conditioning: Any  # the job's prepared reference (sampling.Conditioning), opaque here

@@ -81,7 +81,8 @@ def read_reference(reference: PreparedReference) -> tuple[np.ndarray, int]:
 
 
 class F5Engine:
-    """A loaded F5-TTS model and vocoder, and the budget its batches keep to."""
+    """A loaded F5-TTS model and vocoder, the budget its batches keep to (`budget`) and
+    the one its chunks keep to (`chunk_budget`)."""
 
     sample_rate = SAMPLE_RATE
 
@@ -93,6 +94,7 @@ class F5Engine:
         model_name: str,
         *,
         budget: BatchBudget | None = None,
+        chunk_budget: ChunkBudget | None = None,
     ) -> None:
         from handler.engine.masking import enable_padding_masks
         from handler.engine.sampling import model_shape
@@ -103,6 +105,7 @@ class F5Engine:
         self.device = device
         self.model_name = model_name
         self.budget = budget or BatchBudget(shape=model_shape(model))
+        self.chunk_budget = chunk_budget or ChunkBudget()
         self._lock = threading.Lock()
 
     def plan(
@@ -136,7 +139,7 @@ class F5Engine:
                 ref_text=ref_text,
                 ref_frames=conditioning.ref_frames,
                 speed=params.speed,
-                budget=chunk_budget,
+                budget=chunk_budget or self.chunk_budget,
             )
         except ChunkPlanError as exc:  # ruled out by reference_problem; kept as a sentence
             raise UserError(f"The text cannot be split to fit the model ({exc})") from None
@@ -149,9 +152,10 @@ class F5Engine:
                 job=job,
                 index=i,
                 text=chunk.text,
-                frames=upstream_duration(
+                duration=upstream_duration(
                     conditioning.ref_frames, ref_bytes, utf8_len(chunk.text), params.speed
                 ),
+                frames=chunk.frames,
                 seed=chunk_seed(params.seed, i),
                 sampling=key,
                 conditioning=conditioning,

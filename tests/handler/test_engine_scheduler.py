@@ -25,7 +25,8 @@ NFE32 = SamplingKey(32, 2.0, -1.0)
 
 
 def work(job, index, frames=1000, sampling=NFE16):
-    return ChunkWork(job, index, f"chunk {index}", frames, chunk_seed(1, index), sampling, None)
+    seed = chunk_seed(1, index)
+    return ChunkWork(job, index, f"chunk {index}", frames, frames, seed, sampling, None)
 
 
 def test_one_jobs_chunks_run_in_order_in_batches_of_at_most_max_chunks():
