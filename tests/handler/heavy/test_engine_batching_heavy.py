@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 from handler.contracts import SynthesisParams
-from handler.engine import F5Engine, crossfade
-from handler.engine.chunking import ChunkBudget, normalize_ref_text, upstream_duration
+from handler.engine import crossfade
+from handler.engine.chunking import normalize_ref_text, upstream_duration
 from handler.engine.noise import NoiseSupplyError, chunk_noise, chunk_seed, per_item_noise
 from handler.engine.sampling import sample_mels
-from handler.engine.scheduler import BatchBudget
+from tests.support_models.fixtures import engine_sharing_weights
 
 ATOL = 1e-4
 MEL_ATOL = 1e-4
@@ -36,15 +36,8 @@ SENTENCES = [
 ]
 
 
-def engine_with(tiny_engine, max_chunks=8) -> F5Engine:
-    return F5Engine(
-        tiny_engine.model,
-        tiny_engine.vocoder,
-        "cpu",
-        tiny_engine.model_name,
-        budget=BatchBudget(max_chunks=max_chunks),
-        chunk_budget=ChunkBudget(max_frames=450),
-    )
+def engine_with(tiny_engine, max_chunks=8):
+    return engine_sharing_weights(tiny_engine, max_chunks=max_chunks, chunk_frames=450)
 
 
 @pytest.mark.parametrize("n", range(1, 9))

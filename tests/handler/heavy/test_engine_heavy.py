@@ -16,14 +16,13 @@ import pytest
 from handler.contracts import SynthesisParams
 from handler.engine import (
     EngineFilesMissing,
-    F5Engine,
     crossfade,
     load_engine,
     remove_long_silences,
     resolve_engine_files,
 )
-from handler.engine.chunking import ChunkBudget, model_ref_text
-from handler.engine.scheduler import BatchBudget
+from handler.engine.chunking import model_ref_text
+from tests.support_models.fixtures import engine_sharing_weights
 
 FAST = SynthesisParams(nfe_step=4, seed=7)
 SHORT_TEXT = "The quick brown fox jumps over the lazy dog."
@@ -77,16 +76,9 @@ def test_text_with_nothing_to_speak_is_the_callers_error(tiny_models, tiny_engin
         tiny_engine.synthesize(tiny_models.reference(), text, SynthesisParams(nfe_step=2))
 
 
-def small_chunk_engine(tiny_engine, max_chunks=4) -> F5Engine:
+def small_chunk_engine(tiny_engine, max_chunks=4):
     """The tiny model with ~4 s chunks, so a long text makes many of them quickly."""
-    return F5Engine(
-        tiny_engine.model,
-        tiny_engine.vocoder,
-        "cpu",
-        tiny_engine.model_name,
-        budget=BatchBudget(max_chunks=max_chunks),
-        chunk_budget=ChunkBudget(max_frames=400),
-    )
+    return engine_sharing_weights(tiny_engine, max_chunks=max_chunks, chunk_frames=400)
 
 
 def test_long_text_is_spoken_in_chunks_with_a_progress_call_after_each_batch(
