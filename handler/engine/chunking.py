@@ -211,8 +211,13 @@ def plan_chunks(
 
     spans: list[tuple[int, int]] = []
 
+    def index() -> int:
+        """0 while no chunk is planned yet (blank spans are merged away later), else 1:
+        budgets differ only for the first chunk."""
+        return int(any(not text[s:e].isspace() for s, e in spans))
+
     def fits(start: int, end: int) -> bool:
-        return frames(start, end) <= budget.for_chunk(len(spans))
+        return frames(start, end) <= budget.for_chunk(index())
 
     def pack(start: int, end: int, level: int) -> None:
         current: tuple[int, int] | None = None
@@ -232,7 +237,7 @@ def plan_chunks(
             if level + 1 == len(_LEVELS):
                 raise ChunkPlanError(
                     f"the character {text[unit[0] : unit[1]]!r} alone needs "
-                    f"{frames(*unit)} frames, over the budget of {budget.for_chunk(len(spans))}"
+                    f"{frames(*unit)} frames, over the budget of {budget.for_chunk(index())}"
                 )
             pack(*unit, level + 1)
             current = spans.pop()  # the last piece may still take what follows

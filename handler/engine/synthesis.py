@@ -125,8 +125,8 @@ class F5Engine:
         problem = reference_problem(reference.text, samples.size / rate)
         if problem:
             raise UserError(
-                f"This reference cannot be used: {problem}; send a clip of 3-15 s with the "
-                "words spoken in it"
+                f"The reference cannot be used because {problem}; send a clip of at most "
+                "15 s of speech with exactly the words spoken in it"
             )
         ref_text = model_ref_text(reference.text)
         if rate != SAMPLE_RATE:

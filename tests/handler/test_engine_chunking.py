@@ -105,6 +105,7 @@ def test_every_chunk_fits_and_the_chunks_give_back_the_text(text, reference, spe
 
 @settings(max_examples=100, deadline=None)
 @given(text=texts, reference=references(), speed=st.floats(0.3, 3.0), first=st.integers(0, 600))
+@example(text=" AAAAß", reference=("a", 93, 1.0), speed=1.0, first=0)  # leading blank span
 def test_a_smaller_first_chunk_budget_holds_for_the_first_chunk_only(text, reference, speed, first):
     ref_text, ref_frames, _ = reference
     # The first chunk's budget still has to leave room for one character.
