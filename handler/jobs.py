@@ -34,6 +34,7 @@ from handler.contracts import (
     SynthesisParams,
     Transcriber,
 )
+from handler.engine.presets import resolve_nfe
 from handler.errors import UserError
 from handler.fetch import ReferenceFetcher
 from handler.reference import ReferencePreparer
@@ -156,6 +157,9 @@ class JobRunner:
         self, job_id: str, job: TtsJob, on_progress: ProgressCallback | None = None
     ) -> dict[str, Any]:
         aligner = self._aligner(job.language) if job.wants_words else None
+        nfe_step, quality = resolve_nfe(
+            job.quality, job.nfe_step, nfe_step_sent="nfe_step" in job.model_fields_set
+        )
         clock = _Clock()
         seed = job.seed if job.seed is not None else secrets.randbelow(2**31)
         plan = script.plan_script(job, seed)
@@ -166,7 +170,7 @@ class JobRunner:
         engine = self.models.engine
         rate = engine.sample_rate
         self._refuse_outputs_that_cannot_fit(job, plan, references, rate)
-        waves = self._synthesize(job, plan, references, on_progress)
+        waves = self._synthesize(job, nfe_step, plan, references, on_progress)
         samples, starts = script.join(waves, [s.pause_after_s for s in plan], rate)
         duration = samples.size / rate
         clock.lap("synth_ms")
@@ -217,6 +221,8 @@ class JobRunner:
                 "sha256": hashlib.sha256(encoded.data).hexdigest(),
             },
             "seed": seed,
+            "nfe_step": nfe_step,
+            "quality": quality,
             "timings": clock.ms,
             "env_id": self.env.get("env_id"),
         }
@@ -270,6 +276,7 @@ class JobRunner:
     def _refuse_outputs_that_cannot_fit(
         self,
         job: TtsJob,
+        nfe_step: int,
         plan: list[PlannedSegment],
         references: dict[VoiceSource, PreparedReference],
         rate: int,
@@ -286,6 +293,7 @@ class JobRunner:
     def _synthesize(
         self,
         job: TtsJob,
+        nfe_step: int,
         plan: list[PlannedSegment],
         references: dict[VoiceSource, PreparedReference],
         on_progress: ProgressCallback | None,
@@ -295,7 +303,7 @@ class JobRunner:
         for segment in plan:
             params = SynthesisParams(
                 speed=segment.speed,
-                nfe_step=job.nfe_step,
+                nfe_step=nfe_step,
                 cfg_strength=job.cfg_strength,
                 sway_sampling_coef=job.sway_sampling_coef,
                 cross_fade_duration=job.cross_fade_duration,

@@ -1,10 +1,18 @@
 """Turning a caller's reference clip into what the engine wants, once per clip.
 
-Prepared means: decoded to mono at the engine's rate, and, when the caller gave no
-`ref_text`, clipped to about F5TTS_REF_CLIP_SECONDS at a pause (F5-TTS does the
-same) and transcribed. A clip with its own `ref_text` is not clipped, because the
-text must keep matching the audio. Results are cached on the volume under the
-clip's sha256, so a reused reference is neither decoded nor transcribed again.
+Prepared means what F5-TTS's `preprocess_ref_audio_text` does, in memory and cached:
+decoded to mono at the engine's rate; leading and trailing silence trimmed (upstream's
+rule: 10 ms steps below -42 dBFS); when the caller gave no `ref_text`, clipped at a
+pause to at most F5TTS_REF_CLIP_SECONDS (12 s, as upstream) and transcribed; then
+50 ms of silence appended. A clip sent with its `ref_text` is never clipped, since
+the text must keep matching the audio: when its speech is longer than the engine's
+reference limit (15 s, `chunking.REFERENCE_MAX_SECONDS`) the job is refused with a
+sentence saying so (clipping would silently drop words the transcript still holds).
+The transcript must also be plausible for the clip's length (`reference_problem`),
+so every chunk of every later job fits the model.
+
+Results are cached on the volume under the clip's sha256 (and `CACHE_LAYOUT`), so a
+reused reference is neither decoded nor transcribed again.
 """
 
 from __future__ import annotations
@@ -21,11 +29,21 @@ from pydantic import BaseModel, ConfigDict
 
 from handler import audio
 from handler.contracts import PreparedReference, Transcriber
+from handler.engine.chunking import (
+    REFERENCE_MAX_SECONDS,
+    REFERENCE_PAD_SECONDS,
+    reference_problem,
+)
 from handler.errors import UserError
 from handler.settings import Settings
 
 MIN_REF_SECONDS = 1.0
-CACHE_LAYOUT = 1  # bump when the preparation changes, so old entries are not reused
+CACHE_LAYOUT = 2  # bump when the preparation changes, so old entries are not reused
+# upstream's remove_silence_edges: silence_threshold=-42 dBFS, in 10 ms chunks
+EDGE_SILENCE_DBFS = -42.0
+EDGE_STEP_S = 0.01
+# A quiet recording is not all "silence": the threshold stays this far below its peak.
+EDGE_BELOW_PEAK_DB = 24.0
 
 
 class PreparedMeta(BaseModel):
@@ -74,6 +92,35 @@ def plan_clip(
     return best if best is not None else limit
 
 
+def plan_trim(samples: np.ndarray, rate: int) -> tuple[int, int]:
+    """(start, end) of the clip without its silent ends: upstream's
+    `remove_silence_edges`, i.e. pydub's `detect_leading_silence` from each end (whole
+    10 ms steps whose level is below the threshold are silence)."""
+    if samples.size == 0:
+        return 0, 0
+    peak = float(np.max(np.abs(samples)))
+    peak_db = 20 * np.log10(peak) if peak > 0 else -200.0
+    threshold = min(EDGE_SILENCE_DBFS, peak_db - EDGE_BELOW_PEAK_DB)
+    step = max(1, int(EDGE_STEP_S * rate))
+    start = _leading_silence(samples, step, threshold)
+    end = samples.size - _leading_silence(samples[start:][::-1], step, threshold)
+    return start, max(start, end)
+
+
+def _leading_silence(samples: np.ndarray, step: int, threshold_db: float) -> int:
+    """Samples of silence at the start, in whole steps (the last one may be partial)."""
+    n_steps = -(-samples.size // step)
+    padded = np.zeros(n_steps * step, dtype=np.float64)
+    padded[: samples.size] = samples
+    counts = np.full(n_steps, step)
+    counts[-1] = samples.size - (n_steps - 1) * step
+    rms = np.sqrt(np.square(padded).reshape(n_steps, step).sum(axis=1) / counts)
+    loud = 20 * np.log10(np.maximum(rms, 1e-12)) >= threshold_db
+    if not loud.any():
+        return samples.size
+    return min(int(np.argmax(loud)) * step, samples.size)
+
+
 def plan_prune(entries: list[tuple[str, float]], limit: int, in_use: str) -> list[str]:
     """Cache entries to delete: the least recently used beyond `limit`, never `in_use`."""
     excess = len(entries) - limit
@@ -120,8 +167,16 @@ class ReferencePreparer:
         else:
             _touch(entry)
         text = ref_text or meta.text
-        if not text:
+        transcribed = not text
+        if transcribed:
             text = self._transcribe(entry, meta)
+        problem = reference_problem(text, meta.duration_s)
+        if problem:
+            source = " (as transcribed by the speech recogniser)" if transcribed else ""
+            raise UserError(
+                f"The reference cannot be used because {problem}{source}; send ref_text "
+                "with exactly the words spoken in the clip"
+            )
         return PreparedReference(entry / "ref.wav", text, meta.duration_s)
 
     # -- cache -------------------------------------------------------------------
@@ -143,6 +198,16 @@ class ReferencePreparer:
                 continue
             shutil.rmtree(retired, ignore_errors=True)
 
+    def _trimmed(self, samples: np.ndarray) -> np.ndarray:
+        start, end = plan_trim(samples, self.sample_rate)
+        speech = (end - start) / self.sample_rate
+        if speech < MIN_REF_SECONDS:
+            raise UserError(
+                f"The reference audio holds only {speech:.1f} s of sound after trimming "
+                "silence; give 3-12 s of clear speech"
+            )
+        return samples[start:end]
+
     @staticmethod
     def _cached(entry: Path) -> PreparedMeta | None:
         try:
@@ -155,15 +220,21 @@ class ReferencePreparer:
         samples = audio.decode(
             data, self.sample_rate, self.settings.max_ref_seconds, what="reference audio"
         )
-        duration = samples.size / self.sample_rate
-        if duration < MIN_REF_SECONDS:
-            raise UserError(
-                f"The reference audio is only {duration:.1f} s long; give 3-12 s of clear speech"
-            )
+        samples = self._trimmed(samples)
         if clip:
-            samples = samples[
-                : plan_clip(samples, self.sample_rate, self.settings.ref_clip_seconds)
-            ]
+            samples = self._trimmed(
+                samples[: plan_clip(samples, self.sample_rate, self.settings.ref_clip_seconds)]
+            )
+        speech = samples.size / self.sample_rate
+        if not clip and speech > REFERENCE_MAX_SECONDS:
+            raise UserError(
+                f"The reference audio holds {speech:.1f} s of sound after trimming its silent "
+                f"ends, and with ref_text the limit is {REFERENCE_MAX_SECONDS:g} s; send a "
+                f"clip of at most {REFERENCE_MAX_SECONDS:g} s with the words spoken in it, or "
+                "leave ref_text out to have the clip cut at a pause and transcribed"
+            )
+        pad = np.zeros(int(REFERENCE_PAD_SECONDS * self.sample_rate), dtype=np.float32)
+        samples = np.concatenate([samples.astype(np.float32), pad])
         meta = PreparedMeta(
             sha256=digest,
             text=None,

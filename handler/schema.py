@@ -92,6 +92,9 @@ class TtsJob(_Job):
     )
     speed: float = Field(1.0, ge=0.3, le=3.0)
     nfe_step: int = Field(32, ge=4, le=128, description="denoising steps: quality vs speed")
+    quality: Literal["fast", "balanced", "best"] | None = Field(
+        None, description="speed preset: NFE 7 / 16 / 32 (handler/engine/presets.py)"
+    )
     cfg_strength: float = Field(2.0, ge=0.0, le=10.0)
     sway_sampling_coef: float = Field(-1.0, ge=-1.0, le=1.0)
     cross_fade_duration: float = Field(0.15, ge=0.0, le=1.0)

@@ -42,6 +42,23 @@ ENV_VARS: dict[str, tuple[str, str, str]] = {
         "Vocos vocoder directory (config.yaml, pytorch_model.bin)",
     ),
     "F5TTS_DEVICE": ("device", "auto", "auto (CUDA when available), cuda, cuda:N or cpu"),
+    "F5TTS_ATTENTION": (
+        "attn_backend",
+        "auto",
+        "auto (flash_attn when installed on a GPU of compute capability >= 8.0), torch "
+        "or flash_attn",
+    ),
+    "F5TTS_COMPILE": ("compile_dit", "0", "torch.compile the DiT's blocks at start (1) or not"),
+    "F5TTS_BATCH_MEMORY_MB": (
+        "batch_memory_mb",
+        "6144",
+        "estimated memory one batched model pass may use (docs/performance.md)",
+    ),
+    "F5TTS_BATCH_MAX_CHUNKS": (
+        "batch_max_chunks",
+        "8",
+        "most text chunks in one batched model pass (1 turns batching off)",
+    ),
     "F5TTS_ALIGN_MODEL_DIR": (
         "align_model_dir",
         "(whisperx default)",
@@ -74,7 +91,8 @@ ENV_VARS: dict[str, tuple[str, str, str]] = {
     "F5TTS_REF_CLIP_SECONDS": (
         "ref_clip_seconds",
         "12",
-        "references without ref_text are clipped to about this length (as F5-TTS does)",
+        "references without ref_text are clipped at a pause to at most this (as F5-TTS "
+        "does; at most 15)",
     ),
     "F5TTS_REF_CACHE_ENTRIES": (
         "ref_cache_entries",
@@ -133,6 +151,10 @@ class Settings(BaseModel):
     vocab_file: Path | None = None
     vocoder_dir: Path | None = None
     device: str = "auto"
+    attn_backend: Literal["auto", "torch", "flash_attn"] = "auto"
+    compile_dit: bool = False
+    batch_memory_mb: int = Field(6144, ge=64, le=1_000_000)
+    batch_max_chunks: int = Field(8, ge=1, le=64)
     align_model_dir: Path | None = None
     align_language: str = Field("en", pattern=r"^[a-z]{2,3}$")
     align_languages: str = ""
@@ -141,7 +163,7 @@ class Settings(BaseModel):
     max_segments: int = Field(50, ge=1, le=1000)
     max_ref_seconds: float = Field(30.0, gt=0, le=600)
     max_ref_bytes: int = Field(20_000_000, ge=1000)
-    ref_clip_seconds: float = Field(12.0, gt=1, le=60)
+    ref_clip_seconds: float = Field(12.0, gt=1, le=15)
     ref_cache_entries: int = Field(1000, ge=1)
     fetch_timeout_s: float = Field(20.0, gt=0, le=600)
     allow_http: bool = False

@@ -21,6 +21,7 @@ from typing import Protocol
 from pydantic import BaseModel, ConfigDict
 
 from handler.contracts import PreparedReference
+from handler.engine.chunking import reference_problem
 from handler.errors import UserError, shown
 from handler.reference import write_json_atomic
 from handler.schema import VOICE_ID_PATTERN
@@ -197,6 +198,13 @@ class VoiceLibrary:
 
     def reference(self, voice_id: str) -> PreparedReference:
         meta = self.get(voice_id)
+        problem = reference_problem(meta.ref_text, meta.duration_s)
+        if problem:  # saved before voice.create checked this
+            raise UserError(
+                f"Voice {voice_id!r} cannot be used because {problem}; create it again with "
+                "op voice.create and overwrite true, from a clip of at most 15 s with the "
+                "words spoken in it"
+            )
         return PreparedReference(self.backend.wav_path(meta), meta.ref_text, meta.duration_s)
 
     def list(self, limit: int, cursor: str | None) -> tuple[list[VoiceMeta], str | None]:

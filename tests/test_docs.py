@@ -8,7 +8,7 @@ from pathlib import Path
 from tests.conftest import REPO
 
 VARIABLE = re.compile(r"\b(F5TTS_[A-Z0-9_]*[A-Z0-9]|S3_BUCKET|AWS_[A-Z_]*[A-Z])\b")
-CODE = ["bootstrap/*.sh", "bootstrap/*.py", "handler/*.py"]
+CODE = ["bootstrap/*.sh", "bootstrap/*.py", "handler/*.py", "handler/engine/*.py"]
 
 
 def variables_read_by_the_code() -> set[str]:

@@ -7,7 +7,7 @@ import pytest
 
 from handler import audio
 from handler.errors import UserError
-from handler.reference import ReferencePreparer, plan_clip, plan_prune
+from handler.reference import CACHE_LAYOUT, ReferencePreparer, plan_clip, plan_prune, plan_trim
 from tests.handler.clips import speechlike, wav_bytes
 from tests.handler.doubles import FixedTranscriber
 
@@ -45,16 +45,73 @@ def test_without_ref_text_the_clip_is_clipped_and_transcribed_once(preparer):
     assert first.audio_path.is_file()
 
 
+SAID = "Exactly what I said, every word of it, from the start of the clip to its end."
+
+
 def test_with_ref_text_the_clip_is_not_clipped_and_not_transcribed(preparer):
-    data = wav_bytes(speechlike(15.0, 16000))
-    prepared = preparer.prepare(data, "  Exactly what I said.  ")
-    assert prepared.text == "Exactly what I said." and abs(prepared.duration_s - 15.0) < 0.05
+    data = wav_bytes(speechlike(14.0, 16000))
+    prepared = preparer.prepare(data, f"  {SAID}  ")
+    assert prepared.text == SAID and abs(prepared.duration_s - (13.7 + 0.05)) < 0.02
     assert preparer.transcriber.calls == []
+
+
+def test_silent_ends_are_trimmed_and_50_ms_of_silence_appended(preparer):
+    speech = speechlike(3.0, 16000)[: int(2.6 * 16000)]  # ends before its first pause
+    silence = np.zeros(16000, np.float32)
+    prepared = preparer.prepare(wav_bytes(np.concatenate([silence, speech, silence])), SAID)
+    assert abs(prepared.duration_s - (2.6 + 0.05)) < 0.02
+    samples = audio.decode(prepared.audio_path.read_bytes(), RATE, 30, what="x")
+    assert np.abs(samples[-int(0.05 * RATE) :]).max() == 0.0
+    assert np.abs(samples[: int(0.02 * RATE)]).max() > 0.01
+
+
+def test_trimming_follows_pydubs_leading_silence_rule_in_10_ms_steps():
+    rate = 24000
+    clip = np.concatenate([np.zeros(1234), 0.3 * np.ones(5000), np.zeros(777)]).astype(np.float32)
+    start, end = plan_trim(clip, rate)
+    assert start == 1200  # whole 10 ms steps of silence: the partly loud one stays
+    assert end == clip.size - 720
+    quiet = 0.001 * clip  # -60 dBFS speech is not all silence
+    assert plan_trim(quiet, rate) == (start, end)
+
+
+def test_a_clip_with_its_transcript_longer_than_15_s_is_refused_with_the_fix(preparer):
+    with pytest.raises(UserError) as refused:
+        preparer.prepare(wav_bytes(speechlike(16.5, 16000)), SAID * 3)
+    sentence = refused.value.sentence
+    assert "16.5 s" in sentence and "limit is 15 s" in sentence
+    assert "leave ref_text out" in sentence
+    # without a transcript the same clip is cut at a pause and transcribed
+    assert preparer.prepare(wav_bytes(speechlike(16.5, 16000)), None).duration_s <= 12.05
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [("Hi.", "too short for its 12.1 s clip"), ("word " * 300, "too long for its 12.1 s clip")],
+)
+def test_a_transcript_implausible_for_its_clip_is_refused_naming_the_limit(preparer, text, says):
+    clip = speechlike(12.0, 16000)
+    clip[-int(0.3 * 16000) :] = 0.2  # no silent end to trim
+    with pytest.raises(UserError, match=says) as refused:
+        preparer.prepare(wav_bytes(clip), text)
+    assert "send ref_text with exactly the words" in refused.value.sentence
+
+
+def test_a_transcription_implausible_for_its_clip_is_refused_too(make_settings):
+    preparer = ReferencePreparer(make_settings(), RATE, FixedTranscriber("Hm."))
+    with pytest.raises(UserError, match="as transcribed by the speech recogniser"):
+        preparer.prepare(wav_bytes(speechlike(20.0, 16000, pause_every=5.0)), None)
+
+
+def test_entries_of_the_earlier_cache_layout_are_not_reused(preparer):
+    data = wav_bytes(speechlike(3.0, 16000))
+    prepared = preparer.prepare(data, SAID)
+    assert prepared.audio_path.parent.name.endswith(f"-v{CACHE_LAYOUT}") and CACHE_LAYOUT >= 2
 
 
 def test_a_cached_reference_is_not_decoded_again(preparer, monkeypatch):
     data = wav_bytes(speechlike(3.0, 16000))
-    preparer.prepare(data, "Text.")
+    preparer.prepare(data, "Some text.")
 
     def no_decode(*args, **kwargs):
         raise AssertionError("decoded twice")
@@ -87,6 +144,6 @@ def test_prune_plan_drops_the_least_recently_used_beyond_the_limit():
 def test_the_cache_keeps_at_most_the_configured_entries(make_settings):
     preparer = ReferencePreparer(make_settings(ref_cache_entries=2), RATE, None)
     for seconds in (2.0, 2.5, 3.0):
-        preparer.prepare(wav_bytes(speechlike(seconds, 16000)), "Text.")
+        preparer.prepare(wav_bytes(speechlike(seconds, 16000)), "Some text.")
     root = preparer.settings.reference_cache_dir
     assert len([p for p in root.iterdir() if not p.name.startswith(".")]) == 2

@@ -22,3 +22,20 @@ def tiny_engine(tiny_models: TinyModels):
     from handler.engine import load_engine
 
     return load_engine(tiny_models.settings())
+
+
+def engine_sharing_weights(engine, *, max_chunks: int, chunk_frames: int):
+    """Another F5Engine over `engine`'s model and vocoder, with its own batch and chunk
+    budgets (short chunks make many of them quickly on a CPU)."""
+    from handler.engine import F5Engine
+    from handler.engine.chunking import ChunkBudget
+    from handler.engine.scheduler import BatchBudget
+
+    return F5Engine(
+        engine.model,
+        engine.vocoder,
+        engine.device,
+        engine.model_name,
+        budget=BatchBudget(max_chunks=max_chunks),
+        chunk_budget=ChunkBudget(max_frames=chunk_frames),
+    )

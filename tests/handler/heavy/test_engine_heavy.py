@@ -1,4 +1,8 @@
-"""The real F5-TTS engine (handler.engine) on tiny random weights in the volume layout."""
+"""The real F5-TTS engine (handler.engine) on tiny random weights in the volume layout.
+
+Batching, noise and upstream equality: test_engine_batching_heavy.py; the model's
+limits: test_engine_limits_heavy.py.
+"""
 
 from __future__ import annotations
 
@@ -14,11 +18,11 @@ from handler.engine import (
     EngineFilesMissing,
     crossfade,
     load_engine,
-    normalize_ref_text,
-    plan_chunks,
     remove_long_silences,
     resolve_engine_files,
 )
+from handler.engine.chunking import model_ref_text
+from tests.support_models.fixtures import engine_sharing_weights
 
 FAST = SynthesisParams(nfe_step=4, seed=7)
 SHORT_TEXT = "The quick brown fox jumps over the lazy dog."
@@ -30,7 +34,7 @@ LONG_TEXT = " ".join(
 
 def expected_seconds(tiny_models, text: str, speed: float = 1.0) -> float:
     """F5-TTS's duration rule: the reference's seconds per UTF-8 byte, times the text."""
-    ref_bytes = len(normalize_ref_text(tiny_models.reference_text).encode()) + 1
+    ref_bytes = len(model_ref_text(tiny_models.reference_text).encode())
     return tiny_models.reference().duration_s / ref_bytes * len(text.encode()) / speed
 
 
@@ -72,29 +76,39 @@ def test_text_with_nothing_to_speak_is_the_callers_error(tiny_models, tiny_engin
         tiny_engine.synthesize(tiny_models.reference(), text, SynthesisParams(nfe_step=2))
 
 
-def test_long_text_is_spoken_in_chunks_with_a_progress_call_after_each(tiny_models, tiny_engine):
+def small_chunk_engine(tiny_engine, max_chunks=4):
+    """The tiny model with ~4 s chunks, so a long text makes many of them quickly."""
+    return engine_sharing_weights(tiny_engine, max_chunks=max_chunks, chunk_frames=400)
+
+
+def test_long_text_is_spoken_in_chunks_with_a_progress_call_after_each_batch(
+    tiny_models, tiny_engine
+):
+    engine = small_chunk_engine(tiny_engine, max_chunks=4)
     reference = tiny_models.reference()
-    chunks = plan_chunks(
-        normalize_ref_text(reference.text), reference.duration_s, LONG_TEXT, speed=1.0
-    )
+    chunks = engine.plan(reference, LONG_TEXT, FAST)
     calls: list[tuple[int, int]] = []
 
-    audio = tiny_engine.synthesize(
+    audio = engine.synthesize(
         reference, LONG_TEXT, FAST, on_progress=lambda done, total: calls.append((done, total))
     )
 
-    assert len(chunks) >= 3
-    assert " ".join(chunks) == LONG_TEXT
-    assert calls == [(i, len(chunks)) for i in range(1, len(chunks) + 1)]
-    fades = (len(chunks) - 1) * FAST.cross_fade_duration
-    seconds = audio.size / tiny_engine.sample_rate
+    n = len(chunks)
+    assert n >= 9
+    assert " ".join(c.text for c in chunks) == LONG_TEXT
+    assert calls == [(min(done, n), n) for done in range(4, n + 4, 4)]
+    fades = (n - 1) * FAST.cross_fade_duration
+    seconds = audio.size / engine.sample_rate
     assert seconds == pytest.approx(expected_seconds(tiny_models, LONG_TEXT) - fades, rel=0.15)
 
 
 def test_long_text_with_a_seed_is_reproducible_across_chunks(tiny_models, tiny_engine):
+    engine = small_chunk_engine(tiny_engine)
     reference = tiny_models.reference()
-    first = tiny_engine.synthesize(reference, LONG_TEXT, FAST)
-    again = tiny_engine.synthesize(reference, LONG_TEXT, FAST)
+    text = LONG_TEXT[:180]  # four chunks, two batches
+    first = engine.synthesize(reference, text, FAST)
+    again = engine.synthesize(reference, text, FAST)
+    assert len(engine.plan(reference, text, FAST)) == 4
     np.testing.assert_array_equal(first, again)
 
 
@@ -127,10 +141,9 @@ def test_jobs_leave_no_temp_files_and_no_growth_of_f5_module_caches(
     assert utils_infer._ref_text_cache == {}
 
 
-def test_two_jobs_at_once_run_one_after_the_other(tiny_models, tiny_engine, monkeypatch):
-    from f5_tts.infer import utils_infer
-
-    real = utils_infer.infer_batch_process
+def test_model_passes_of_jobs_on_two_threads_never_overlap(tiny_models, tiny_engine):
+    engine = small_chunk_engine(tiny_engine, max_chunks=2)
+    real = engine.model.sample
     active = {"now": 0, "max": 0}
     guard = threading.Lock()
 
@@ -139,23 +152,26 @@ def test_two_jobs_at_once_run_one_after_the_other(tiny_models, tiny_engine, monk
             active["now"] += 1
             active["max"] = max(active["max"], active["now"])
         try:
-            time.sleep(0.05)
-            yield from real(*args, **kwargs)
+            time.sleep(0.02)
+            return real(*args, **kwargs)
         finally:
             with guard:
                 active["now"] -= 1
 
-    monkeypatch.setattr(utils_infer, "infer_batch_process", counting)
-    jobs = [
-        threading.Thread(
-            target=tiny_engine.synthesize, args=(tiny_models.reference(), SHORT_TEXT, FAST)
-        )
-        for _ in range(2)
-    ]
-    for job in jobs:
-        job.start()
-    for job in jobs:
-        job.join()
+    engine.model.sample = counting
+    try:
+        jobs = [
+            threading.Thread(
+                target=engine.synthesize, args=(tiny_models.reference(), LONG_TEXT[:400], FAST)
+            )
+            for _ in range(2)
+        ]
+        for job in jobs:
+            job.start()
+        for job in jobs:
+            job.join()
+    finally:
+        del engine.model.sample
 
     assert active["max"] == 1
 
@@ -190,12 +206,6 @@ def test_explicit_paths_win_over_the_volume_layout(tmp_path, tiny_models):
     )
     assert files.ckpt_file == tmp_path / "x.safetensors"
     assert files.vocoder_dir == tmp_path
-
-
-def test_reference_text_gets_the_closing_punctuation_f5_tts_expects():
-    assert normalize_ref_text("Hello there") == "Hello there. "
-    assert normalize_ref_text(" Is it you? ") == "Is it you? "
-    assert normalize_ref_text("你好。") == "你好。"
 
 
 def test_crossfade_overlaps_each_join():

@@ -1,0 +1,118 @@
+"""The engine the speed benchmarks time: real architectures, random weights.
+
+`build_engine` makes an `F5Engine` over a published F5-TTS architecture (default
+F5TTS_v1_Base) and the real Vocos shape, in the dtype and with the attention backend
+`handler.engine.loading` would pick on the device, so the compute is the real
+model's without a 1.3 GB download. Speech quality is not measured. Only benchmarks
+and scripts/gpu-check import this.
+"""
+
+from __future__ import annotations
+
+import time
+from importlib.resources import files
+from pathlib import Path
+
+REFERENCE_TEXT = "Some call me nature, others call me mother nature."
+STORY = (
+    "I don't really care what you call me. I've been a silent spectator, watching species "
+    "evolve, empires rise and fall. But always remember, I am mighty and enduring."
+)
+
+
+def build_engine(
+    device: str,
+    scratch: Path,
+    *,
+    arch: dict | None = None,
+    chunk_frames: int | None = None,
+    max_chunks: int | None = None,
+    attention: str = "auto",
+    compile_dit: bool = False,
+    vocoder_shape: dict | None = None,
+):
+    """(engine, dtype name, attention backend)."""
+    import torch
+    import yaml
+
+    from handler.engine import F5Engine
+    from handler.engine.chunking import ChunkBudget
+    from handler.engine.loading import choose_attention, compile_blocks, uses_half_precision
+    from handler.engine.scheduler import BatchBudget
+    from tests.support_models.architectures import (
+        build_cfm,
+        build_vocos,
+        load_arch,
+        package_config,
+        package_vocab_file,
+        vocos_config,
+        wake_zero_initialised,
+    )
+
+    torch.manual_seed(0)
+    half = uses_half_precision(device)
+    arch = dict(arch or load_arch(package_config("F5TTS_v1_Base")))
+    arch["attn_backend"] = choose_attention(attention, device, half)
+    arch["attn_mask_enabled"] = True
+    model = build_cfm(arch, package_vocab_file())
+    wake_zero_initialised(model.transformer)  # else the output is silence
+    # The loader's dtype rule (utils_infer.load_checkpoint): fp16 on CUDA cc >= 7.
+    model = model.to(torch.float16 if half else torch.float32).to(device).eval()
+    config_file = scratch / "vocos-config.yaml"
+    config_file.write_text(yaml.safe_dump(vocos_config(**(vocoder_shape or {}))))
+    vocoder = build_vocos(config_file).eval().to(device)
+    if compile_dit:
+        compile_blocks(model)
+    engine = F5Engine(
+        model,
+        vocoder,
+        device,
+        "F5TTS_v1_Base (random weights)",
+        chunk_budget=ChunkBudget(max_frames=chunk_frames) if chunk_frames else None,
+    )
+    if max_chunks is not None:
+        engine.budget = BatchBudget(engine.budget.memory_bytes, max_chunks, engine.budget.shape)
+    return engine, ("float16" if half else "float32"), arch["attn_backend"]
+
+
+def reference_clip(scratch: Path, seconds: float | None = None):
+    """F5-TTS's example reference (5.3 s), cut to `seconds` when given."""
+    import soundfile as sf
+
+    from handler.contracts import PreparedReference
+
+    source = Path(str(files("f5_tts").joinpath("infer/examples/basic/basic_ref_en.wav")))
+    samples, rate = sf.read(source, dtype="float32")
+    if seconds is not None:
+        samples = samples[: int(seconds * rate)]
+    path = scratch / "ref.wav"
+    sf.write(path, samples, rate)
+    return PreparedReference(path, REFERENCE_TEXT, samples.size / rate)
+
+
+def text_for(seconds: float, ref_seconds: float) -> str:
+    """Words of the F5-TTS example story, enough for about `seconds` of speech (F5-TTS
+    gives each UTF-8 byte the reference's seconds-per-byte)."""
+    ref_bytes = len(REFERENCE_TEXT.encode()) + 2
+    want = int(seconds / ref_seconds * ref_bytes)
+    words: list[str] = []
+    story = STORY.split()
+    while len(" ".join(words).encode()) < want:
+        words.append(story[len(words) % len(story)])
+    return " ".join(words)
+
+
+def synchronize(device: str) -> None:
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize(device)
+
+
+def timed(device: str, run) -> tuple[float, object]:
+    """Wall time of `run()` with the device's queue drained before and after."""
+    synchronize(device)
+    started = time.perf_counter()
+    out = run()
+    synchronize(device)
+    return time.perf_counter() - started, out
