@@ -276,7 +276,6 @@ class JobRunner:
     def _refuse_outputs_that_cannot_fit(
         self,
         job: TtsJob,
-        nfe_step: int,
         plan: list[PlannedSegment],
         references: dict[VoiceSource, PreparedReference],
         rate: int,
