@@ -56,6 +56,9 @@ PREFIX=
 MICROMAMBA_BIN=
 PINS_LOADED=
 CHILD_PID=
+# A download of micromamba in progress: removed when the worker stops mid-way, so an
+# interrupted fetch leaves nothing on the volume (each worker's temp name differs).
+FETCH_PART=
 NEWLINE='
 '
 TICKER_PID=
@@ -188,6 +191,7 @@ run_bootstrap_python() {
 
 on_exit() {
     stop_child
+    [ -z "$FETCH_PART" ] || rm -f "$FETCH_PART"
     stop_ticker
     release_lease
 }
@@ -411,6 +415,7 @@ fetch_micromamba() {
     mkdir -p "$_mm_dir"
     _mm_tmp=$_mm_dir/.micromamba-$MICROMAMBA_RELEASE.$HOST.$$.part
     rm -f "$_mm_tmp"
+    FETCH_PART=$_mm_tmp
     log "fetching micromamba $MICROMAMBA_RELEASE from $_mm_url"
     if command -v curl >/dev/null 2>&1; then
         _mm_tool=curl
@@ -432,6 +437,7 @@ fetch_micromamba() {
     fi
     chmod 755 "$_mm_tmp"
     mv -f "$_mm_tmp" "$_mm_bin"
+    FETCH_PART=
     MICROMAMBA_BIN=$_mm_bin
 }
 
