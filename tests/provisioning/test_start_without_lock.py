@@ -9,6 +9,12 @@ import pytest
 
 from bootstrap.lockfile import validate_lock
 from tests.provisioning.deployment import Site
+from tests.provisioning.test_start_sigterm import (
+    assert_stopped_promptly,
+    own_leases,
+    start_worker,
+)
+from tests.provisioning.test_start_sigterm import pytestmark as sigterm_needs_pid1
 from tests.support.conda_channel import LocalChannel
 from tests.support.conda_lock_double import lock_calls
 from tests.support.lock_kit import copy_bootstrap
@@ -89,3 +95,26 @@ def test_a_lock_that_cannot_be_made_stops_the_start_with_its_sentence(clone_site
     assert not (site.app / "conda-lock.yml").exists()
     assert [("-f" in c["argv"]) for c in realizations(site.double_log)] == [False]
     assert result.probe is None
+
+
+@sigterm_needs_pid1
+@pytest.mark.parametrize(
+    "moment", ["tools", "solve"], ids=["while-realizing-the-tools", "while-conda-lock-solves"]
+)
+def test_sigterm_while_a_fresh_clone_makes_its_lock(clone_site: Site, moment: str):
+    site = clone_site
+    if moment == "tools":
+        pause, seen = {"MICROMAMBA_DOUBLE_PAUSE": "download:600"}, "PAUSED download"
+    else:
+        pause, seen = {"CONDA_LOCK_DOUBLE_PAUSE": "600"}, "PAUSED lock"
+    worker = start_worker(site, "locker", **pause)
+    worker.wait_for_stderr(seen)
+
+    assert_stopped_promptly(worker)
+
+    assert not (site.app / "conda-lock.yml").exists()
+    assert own_leases(site) == []  # the lock lease is released
+    # The next start makes the lock (rebuilding an unfinished tools env) and the env.
+    result = site.run()
+    assert result.returncode == 0, result.stderr
+    assert result.probe is not None
