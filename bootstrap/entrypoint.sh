@@ -267,7 +267,13 @@ check_lockfile() {
             if ($0 !~ /^[ \t]*(#|$)/) { required[++required_count] = $1; cuda_like[$1] = ($2 == "-" ? "" : $2) }
             next
         }
-        /^[^ \t#-]/ { close_package(); section = key_of($0); if (section == "version") version = value($0); next }
+        /^[^ \t#-]/ {
+            close_package(); section = key_of($0); if (section == "version") version = value($0)
+            if (section != "version" && section != "metadata" && section != "package" && stray == "") {
+                stray = $0; sub(/[ \t\r]+$/, "", stray); stray_line = FNR
+            }
+            next
+        }
         section == "metadata" {
             if ($0 !~ /^[ \t]*-/ && $0 ~ /:/) {
                 if (meta_indent == "" || indent($0) <= meta_indent) { meta_key = key_of($0); meta_indent = indent($0); item_indent = "" }
@@ -301,6 +307,8 @@ check_lockfile() {
         indent($0) > field_indent && block == "hash" && /^[ \t]*sha256:/ { sha = value($0) }
         END {
             close_package()
+            # A merge conflict, say: micromamba would fail on it only after deleting the prefix.
+            if (stray != "") { print "its line " stray_line " (" stray ") is none of the top-level keys conda-lock writes: version, metadata, package; a merge conflict?"; exit }
             if (version != "1") { print "it is not a conda-lock version 1 file"; exit }
             if (packages == 0) { print "it lists no packages"; exit }
             if (platforms == "" || other_platform) { print "it covers the platforms " (platforms == "" ? "none" : platforms) ", not linux-64 alone"; exit }

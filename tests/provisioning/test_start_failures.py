@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bootstrap.errors import BootstrapError, ExitCode
 from bootstrap.lockfile import validate_lock
 from tests.provisioning.deployment import Result, Site
 from tests.support.lockfiles import (
@@ -202,6 +203,31 @@ def test_a_lock_the_validator_would_refuse_is_refused_before_any_download_with_e
     # The full validator refuses each of these too: the two checks agree.
     report = validate_lock(lock, allowed_channel=cuda_lock.channel.url)
     assert not report.ok
+
+
+def test_a_lock_left_with_merge_conflict_markers_is_refused_before_any_download(
+    site: Site, cuda_lock: LockBundle
+):
+    lock = site.app / "conda-lock.yml"
+    text = cuda_lock.lockfile.read_text()
+    lock.write_text(f"<<<<<<< HEAD\n{text}=======\n{text}>>>>>>> relock\n")
+    planted = plant_volume_state(site, site.env_id())
+
+    result = site.run()
+
+    assert_refused(
+        site,
+        result,
+        14,
+        f"{lock} is not a usable lock (its line 1 (<<<<<<< HEAD) is none of the top-level "
+        "keys conda-lock writes: version, metadata, package; a merge conflict?)",
+    )
+    assert read_calls(site.double_log) == []
+    assert all(path.exists() for path in planted)
+    # The full validator refuses it too, as YAML that does not parse.
+    with pytest.raises(BootstrapError) as refused:
+        validate_lock(lock, allowed_channel=cuda_lock.channel.url)
+    assert refused.value.code == ExitCode.LOCKFILE_INVALID
 
 
 def test_the_structural_check_passes_the_kits_conda_lock_file(site: Site):
