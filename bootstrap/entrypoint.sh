@@ -547,7 +547,7 @@ save_activation() {
         "$MICROMAMBA_BIN" shell activate -s posix -p "$PREFIX" >"$PREFIX/.f5tts/activate.sh.tmp" &&
         _rc=0 || _rc=$?
     [ "$_rc" -eq 0 ] ||
-        die 16 "micromamba could not write the activation script of $PREFIX (exit $_rc, its reason is above): use micromamba 2.x, which supports 'shell activate -s posix'."
+        die 16 "micromamba could not write the activation script of $PREFIX (exit $_rc, its reason is above): fix that cause and restart, the next start rebuilds $PREFIX from scratch."
     mv -f "$PREFIX/.f5tts/activate.sh.tmp" "$PREFIX/.f5tts/activate.sh"
 }
 
