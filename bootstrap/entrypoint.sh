@@ -331,9 +331,10 @@ check_lockfile() {
 # so two local workers do not lock at once. Never in the image: its build makes the
 # lock and writes bootstrap/env-id.
 make_missing_lock() {
-    find_micromamba
     acquire_lease lock
     if [ ! -f "$F5TTS_LOCKFILE" ]; then
+        # Under the lease, like the builder's: workers starting together fetch it once.
+        find_micromamba
         log "no conda-lock.yml in $APP yet: making it with bootstrap/lock (a conda-forge solve, minutes)"
         # run_child: a SIGTERM during this long step must not wait for it to finish.
         run_child env MAMBA_USE_LOCKFILES=false "$APP/bootstrap/lock" --conda-only \

@@ -5,6 +5,8 @@ makes the lock and writes bootstrap/env-id."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from bootstrap.lockfile import validate_lock
@@ -118,3 +120,36 @@ def test_sigterm_while_a_fresh_clone_makes_its_lock(clone_site: Site, moment: st
     result = site.run()
     assert result.returncode == 0, result.stderr
     assert result.probe is not None
+
+
+def test_two_workers_on_a_fresh_clone_without_micromamba_fetch_it_once(
+    clone_site: Site, micromamba_double: MicromambaDouble
+):
+    """The fetch happens under the lock lease: the second worker finds the lock made
+    (and the verified binary there) once it gets the lease."""
+    from tests.provisioning.test_start_micromamba import ReleaseServer, fetch_env
+
+    class SlowRelease(ReleaseServer):
+        """Takes a second to answer, so both workers start before either has the binary."""
+
+        def __init__(self, body: bytes) -> None:
+            super().__init__(body)
+            handle = self.httpd.RequestHandlerClass.do_GET
+
+            def slow_get(handler) -> None:
+                time.sleep(1)
+                handle(handler)
+
+            self.httpd.RequestHandlerClass.do_GET = slow_get
+
+    release = SlowRelease(micromamba_double.executable.read_bytes())
+    try:
+        env = fetch_env(clone_site, release)
+        workers = [clone_site.start(**env), clone_site.start(**env)]
+        results = [w.result() for w in workers]
+    finally:
+        release.close()
+
+    assert [r.returncode for r in results] == [0, 0], [r.stderr for r in results]
+    assert release.downloads == 1
+    assert conda_lock_solves(clone_site) == 1
