@@ -56,6 +56,9 @@ PREFIX=
 MICROMAMBA_BIN=
 PINS_LOADED=
 CHILD_PID=
+# A download of micromamba in progress: removed when the worker stops mid-way, so an
+# interrupted fetch leaves nothing on the volume (each worker's temp name differs).
+FETCH_PART=
 NEWLINE='
 '
 TICKER_PID=
@@ -188,6 +191,7 @@ run_bootstrap_python() {
 
 on_exit() {
     stop_child
+    [ -z "$FETCH_PART" ] || rm -f "$FETCH_PART"
     stop_ticker
     release_lease
 }
@@ -263,7 +267,13 @@ check_lockfile() {
             if ($0 !~ /^[ \t]*(#|$)/) { required[++required_count] = $1; cuda_like[$1] = ($2 == "-" ? "" : $2) }
             next
         }
-        /^[^ \t#-]/ { close_package(); section = key_of($0); if (section == "version") version = value($0); next }
+        /^[^ \t#-]/ {
+            close_package(); section = key_of($0); if (section == "version") version = value($0)
+            if (section != "version" && section != "metadata" && section != "package" && stray == "") {
+                stray = $0; sub(/[ \t\r]+$/, "", stray); stray_line = FNR
+            }
+            next
+        }
         section == "metadata" {
             if ($0 !~ /^[ \t]*-/ && $0 ~ /:/) {
                 if (meta_indent == "" || indent($0) <= meta_indent) { meta_key = key_of($0); meta_indent = indent($0); item_indent = "" }
@@ -297,6 +307,8 @@ check_lockfile() {
         indent($0) > field_indent && block == "hash" && /^[ \t]*sha256:/ { sha = value($0) }
         END {
             close_package()
+            # A merge conflict, say: micromamba would fail on it only after deleting the prefix.
+            if (stray != "") { print "its line " stray_line " (" stray ") is none of the top-level keys conda-lock writes: version, metadata, package; a merge conflict?"; exit }
             if (version != "1") { print "it is not a conda-lock version 1 file"; exit }
             if (packages == 0) { print "it lists no packages"; exit }
             if (platforms == "" || other_platform) { print "it covers the platforms " (platforms == "" ? "none" : platforms) ", not linux-64 alone"; exit }
@@ -319,9 +331,10 @@ check_lockfile() {
 # so two local workers do not lock at once. Never in the image: its build makes the
 # lock and writes bootstrap/env-id.
 make_missing_lock() {
-    find_micromamba
     acquire_lease lock
     if [ ! -f "$F5TTS_LOCKFILE" ]; then
+        # Under the lease, like the builder's: workers starting together fetch it once.
+        find_micromamba
         log "no conda-lock.yml in $APP yet: making it with bootstrap/lock (a conda-forge solve, minutes)"
         # run_child: a SIGTERM during this long step must not wait for it to finish.
         run_child env MAMBA_USE_LOCKFILES=false "$APP/bootstrap/lock" --conda-only \
@@ -411,6 +424,7 @@ fetch_micromamba() {
     mkdir -p "$_mm_dir"
     _mm_tmp=$_mm_dir/.micromamba-$MICROMAMBA_RELEASE.$HOST.$$.part
     rm -f "$_mm_tmp"
+    FETCH_PART=$_mm_tmp
     log "fetching micromamba $MICROMAMBA_RELEASE from $_mm_url"
     if command -v curl >/dev/null 2>&1; then
         _mm_tool=curl
@@ -432,6 +446,7 @@ fetch_micromamba() {
     fi
     chmod 755 "$_mm_tmp"
     mv -f "$_mm_tmp" "$_mm_bin"
+    FETCH_PART=
     MICROMAMBA_BIN=$_mm_bin
 }
 
@@ -533,7 +548,7 @@ save_activation() {
         "$MICROMAMBA_BIN" shell activate -s posix -p "$PREFIX" >"$PREFIX/.f5tts/activate.sh.tmp" &&
         _rc=0 || _rc=$?
     [ "$_rc" -eq 0 ] ||
-        die 16 "micromamba could not write the activation script of $PREFIX (exit $_rc, its reason is above): use micromamba 2.x, which supports 'shell activate -s posix'."
+        die 16 "micromamba could not write the activation script of $PREFIX (exit $_rc, its reason is above): fix that cause and restart, the next start rebuilds $PREFIX from scratch."
     mv -f "$PREFIX/.f5tts/activate.sh.tmp" "$PREFIX/.f5tts/activate.sh"
 }
 

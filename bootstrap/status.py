@@ -114,7 +114,8 @@ def gather(settings: Settings) -> VolumeStatus:
         )
     leases = []
     for lease in children(settings.leases_dir):
-        if not lease.is_dir() or ".takeover." in lease.name:
+        # Dot names are leases renamed away (released or dead), their delete interrupted.
+        if not lease.is_dir() or ".takeover." in lease.name or lease.name.startswith("."):
             continue
         try:
             owner = (lease / "owner").read_text(encoding="utf-8").strip().replace("\n", " ")

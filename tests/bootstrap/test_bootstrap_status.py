@@ -99,3 +99,17 @@ def test_status_says_when_the_link_is_missing_or_dangling(tmp_path):
     settings.active_link.symlink_to("f5tts-0123456789ab")
     assert gather(settings).active_link.state == "dangling"
     assert "envs/f5tts -> f5tts-0123456789ab, which is dangling" in render(gather(settings))
+
+
+def test_leftovers_of_an_interrupted_release_or_takeover_are_not_shown_as_held_leases(tmp_path):
+    """A worker killed while it deleted its released lease (or a dead one it took over)
+    leaves `.released.<name>.<token>` (`.dead...`): renamed away, so no lease."""
+    settings = Settings.from_env({"F5TTS_VOLUME": str(tmp_path)})
+    for leftover in (".released.env.abc", ".dead.models.def", "env.takeover.ghi"):
+        (settings.leases_dir / leftover).mkdir(parents=True)
+        (settings.leases_dir / leftover / "owner").write_text("host=gone\npid=1\ntoken=x\n")
+
+    status = gather(settings)
+
+    assert status.leases == []
+    assert "no lease is held" in render(status)

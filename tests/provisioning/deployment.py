@@ -25,12 +25,14 @@ from tests.support.wheels import Wheelhouse
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
-# The image's bootstrap/ minus what docker build adds (env-id) and Python caches.
+# The image's bootstrap/ minus what docker build adds (env-id), Python caches and
+# bootstrap/lock (tests/test_dockerfile.py starts the image's own /app).
 BOOTSTRAP_FILES = ("*.sh", "*.py", "*.env", "*.txt", "LAYOUT_VERSION")
 
 
 def copy_bootstrap(dest: Path) -> None:
-    # No `lock`: an image carries no lock command, so a missing lock stays exit 13.
+    # No `lock`, and no env-id: a site's missing lock is exit 13 (the image has env-id,
+    # so it never locks; a fresh clone has bootstrap/lock, test_start_without_lock.py).
     copy_bootstrap_files(dest, BOOTSTRAP_FILES)
 
 

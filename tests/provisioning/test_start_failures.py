@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bootstrap.errors import BootstrapError, ExitCode
 from bootstrap.lockfile import validate_lock
 from tests.provisioning.deployment import Result, Site
 from tests.support.lockfiles import (
@@ -21,7 +22,7 @@ from tests.support.lockfiles import (
     without_sha256,
     write_lock,
 )
-from tests.support.micromamba_double import read_calls
+from tests.support.micromamba_double import MicromambaDouble, read_calls
 
 
 def assert_refused(site: Site, result: Result, code: int, sentence: str) -> None:
@@ -204,6 +205,31 @@ def test_a_lock_the_validator_would_refuse_is_refused_before_any_download_with_e
     assert not report.ok
 
 
+def test_a_lock_left_with_merge_conflict_markers_is_refused_before_any_download(
+    site: Site, cuda_lock: LockBundle
+):
+    lock = site.app / "conda-lock.yml"
+    text = cuda_lock.lockfile.read_text()
+    lock.write_text(f"<<<<<<< HEAD\n{text}=======\n{text}>>>>>>> relock\n")
+    planted = plant_volume_state(site, site.env_id())
+
+    result = site.run()
+
+    assert_refused(
+        site,
+        result,
+        14,
+        f"{lock} is not a usable lock (its line 1 (<<<<<<< HEAD) is none of the top-level "
+        "keys conda-lock writes: version, metadata, package; a merge conflict?)",
+    )
+    assert read_calls(site.double_log) == []
+    assert all(path.exists() for path in planted)
+    # The full validator refuses it too, as YAML that does not parse.
+    with pytest.raises(BootstrapError) as refused:
+        validate_lock(lock, allowed_channel=cuda_lock.channel.url)
+    assert refused.value.code == ExitCode.LOCKFILE_INVALID
+
+
 def test_the_structural_check_passes_the_kits_conda_lock_file(site: Site):
     result = site.run()
 
@@ -228,6 +254,34 @@ def test_wrong_sha256_fails_realization_after_the_retries_with_exit_16(site: Sit
     assert "realize attempt 1 of 2 failed (exit 1); retrying in 2s" in result.stderr
     assert "pytorch" in result.stderr  # micromamba's own reason, above ours
     assert site.realizations() == 2
+
+
+def test_a_failed_activation_script_is_exit_16_and_the_next_start_rebuilds(
+    site: Site, micromamba_double: MicromambaDouble
+):
+    # The pinned micromamba, whose `shell activate` fails (the bootstrap runs it under
+    # `env -i`, so the double's fault variables would not reach it).
+    failing = site.root / "failing-activate" / "micromamba"
+    failing.parent.mkdir()
+    failing.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = shell ]; then echo "critical libmamba injected" >&2; exit 1; fi\n'
+        f'exec "{micromamba_double.executable}" "$@"\n'
+    )
+    failing.chmod(0o755)
+    result = site.run(MICROMAMBA=str(failing))
+
+    prefix = site.envs / f"f5tts-{site.env_id()}"
+    assert_refused(
+        site,
+        result,
+        16,
+        f"micromamba could not write the activation script of {prefix} (exit 1, its reason "
+        f"is above): fix that cause and restart, the next start rebuilds {prefix} from scratch.",
+    )
+    again = site.run()
+    assert again.returncode == 0, again.stderr
+    assert "removing the unfinished prefix" in again.stderr
 
 
 def test_failing_finish_step_is_reported_with_exit_18_and_leaves_the_prefix_unmarked(site: Site):

@@ -13,8 +13,10 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -183,3 +185,58 @@ def test_sigterm_while_the_handler_loads_its_models(tmp_path: Path):
     assert_stopped_promptly(worker)
 
     assert "SIGTERM while starting: the worker stops now" in worker.stderr()
+
+
+class StallingRelease:
+    """A release server on 127.0.0.1 that sends the first bytes of the binary, then
+    stalls: a download in progress."""
+
+    def __init__(self) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Length", str(1 << 24))
+                self.end_headers()
+                self.wfile.write(b"\0" * 65536)
+                self.wfile.flush()
+                time.sleep(60)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/micromamba-linux-64"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_sigterm_while_micromamba_is_downloaded_leaves_no_partial_file(site: Site):
+    from tests.provisioning.test_start_micromamba import tools_without
+
+    release = StallingRelease()
+    try:
+        worker = start_worker(
+            site,
+            "fetcher",
+            PATH=tools_without(site.root, "wget"),
+            F5TTS_MICROMAMBA_URL=release.url,
+            F5TTS_MICROMAMBA_SHA256="0" * 64,
+            no_proxy="127.0.0.1",
+        )
+        worker.wait_for_stderr("fetching micromamba")
+        bin_dir = site.volume / "bin"
+        deadline = time.monotonic() + 10
+        while not any(bin_dir.iterdir()) and time.monotonic() < deadline:
+            time.sleep(0.05)  # the first bytes are on the volume
+
+        assert_stopped_promptly(worker)
+    finally:
+        release.close()
+
+    assert own_leases(site) == []
+    # The half-downloaded binary is deleted on the way out, not left on the volume.
+    assert list(bin_dir.iterdir()) == []

@@ -5,10 +5,18 @@ makes the lock and writes bootstrap/env-id."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from bootstrap.lockfile import validate_lock
 from tests.provisioning.deployment import Site
+from tests.provisioning.test_start_sigterm import (
+    assert_stopped_promptly,
+    own_leases,
+    start_worker,
+)
+from tests.provisioning.test_start_sigterm import pytestmark as sigterm_needs_pid1
 from tests.support.conda_channel import LocalChannel
 from tests.support.conda_lock_double import lock_calls
 from tests.support.lock_kit import copy_bootstrap
@@ -89,3 +97,59 @@ def test_a_lock_that_cannot_be_made_stops_the_start_with_its_sentence(clone_site
     assert not (site.app / "conda-lock.yml").exists()
     assert [("-f" in c["argv"]) for c in realizations(site.double_log)] == [False]
     assert result.probe is None
+
+
+@sigterm_needs_pid1
+@pytest.mark.parametrize(
+    "moment", ["tools", "solve"], ids=["while-realizing-the-tools", "while-conda-lock-solves"]
+)
+def test_sigterm_while_a_fresh_clone_makes_its_lock(clone_site: Site, moment: str):
+    site = clone_site
+    if moment == "tools":
+        pause, seen = {"MICROMAMBA_DOUBLE_PAUSE": "download:600"}, "PAUSED download"
+    else:
+        pause, seen = {"CONDA_LOCK_DOUBLE_PAUSE": "600"}, "PAUSED lock"
+    worker = start_worker(site, "locker", **pause)
+    worker.wait_for_stderr(seen)
+
+    assert_stopped_promptly(worker)
+
+    assert not (site.app / "conda-lock.yml").exists()
+    assert own_leases(site) == []  # the lock lease is released
+    # The next start makes the lock (rebuilding an unfinished tools env) and the env.
+    result = site.run()
+    assert result.returncode == 0, result.stderr
+    assert result.probe is not None
+
+
+def test_two_workers_on_a_fresh_clone_without_micromamba_fetch_it_once(
+    clone_site: Site, micromamba_double: MicromambaDouble
+):
+    """The fetch happens under the lock lease: the second worker finds the lock made
+    (and the verified binary there) once it gets the lease."""
+    from tests.provisioning.test_start_micromamba import ReleaseServer, fetch_env
+
+    class SlowRelease(ReleaseServer):
+        """Takes a second to answer, so both workers start before either has the binary."""
+
+        def __init__(self, body: bytes) -> None:
+            super().__init__(body)
+            handle = self.httpd.RequestHandlerClass.do_GET
+
+            def slow_get(handler) -> None:
+                time.sleep(1)
+                handle(handler)
+
+            self.httpd.RequestHandlerClass.do_GET = slow_get
+
+    release = SlowRelease(micromamba_double.executable.read_bytes())
+    try:
+        env = fetch_env(clone_site, release)
+        workers = [clone_site.start(**env), clone_site.start(**env)]
+        results = [w.result() for w in workers]
+    finally:
+        release.close()
+
+    assert [r.returncode for r in results] == [0, 0], [r.stderr for r in results]
+    assert release.downloads == 1
+    assert conda_lock_solves(clone_site) == 1

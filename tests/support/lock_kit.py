@@ -23,8 +23,8 @@ from tests.support.micromamba_double import MicromambaDouble, install_launcher, 
 from tests.support.wheels import Wheelhouse
 
 REPO = Path(__file__).resolve().parents[2]
-# What a clone's bootstrap/ holds (no env-id: docker build writes it).
-# What a checkout's bootstrap/ holds that the lock command and the entrypoint read.
+# What a clone's bootstrap/ holds that the lock command and the entrypoint read (no
+# env-id: docker build writes it).
 BOOTSTRAP_FILES = ("*.sh", "*.py", "*.env", "*.txt", "lock", "LAYOUT_VERSION")
 
 
