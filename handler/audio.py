@@ -35,7 +35,9 @@ class Encoding:
     codec: tuple[str, ...]
     content_type: str
     extension: str
-    bytes_per_second: float  # for estimates; a floor for the compressed ones
+    # What every second costs whatever the audio (estimates): CBR mp3 spends as much on
+    # silence as on speech; flac, Opus and AAC spend next to nothing on it, so 0.
+    bytes_per_second: float
 
 
 # format -> how it is written (docs/api.md lists the same)
@@ -43,18 +45,20 @@ ENCODINGS: dict[str, Encoding] = {
     "wav": Encoding("wav", ("-c:a", "pcm_s16le"), "audio/wav", "wav", 0),
     "flac": Encoding("flac", ("-c:a", "flac"), "audio/flac", "flac", 0),
     "mp3": Encoding("mp3", ("-c:a", "libmp3lame", "-b:a", "128k"), "audio/mpeg", "mp3", 16000),
-    "ogg": Encoding("ogg", ("-c:a", "libopus", "-b:a", "64k"), "audio/ogg", "ogg", 8000),
+    "ogg": Encoding("ogg", ("-c:a", "libopus", "-b:a", "64k"), "audio/ogg", "ogg", 0),
     "aac": Encoding(
         "ipod",
         ("-c:a", "aac", "-b:a", "128k", "-movflags", "+faststart"),
         "audio/mp4",
         "m4a",
-        16000,
+        0,
     ),
     "pcm": Encoding("s16le", ("-c:a", "pcm_s16le"), "audio/pcm", "pcm", 0),
 }
-# Uncompressed formats: 16-bit mono; flac keeps at least about half of that on speech.
-PCM_SHARE = {"wav": 1.0, "pcm": 1.0, "flac": 0.4}
+PCM_FORMATS = ("wav", "pcm")  # 16-bit mono, no compression
+# Below 16 kHz mp3 is MPEG-2.5, whose bitrates stop at 64 kb/s: lame encodes 128k as that.
+MP3_FULL_RATE_HZ = 16000
+MP3_LOW_RATE_BYTES_PER_SECOND = 8000
 LOUDNESS_TRUE_PEAK_DB = -1.5
 LOUDNESS_RANGE_LU = 11.0
 _TIMEOUT_S = 120
@@ -198,9 +202,12 @@ def encode(
 
 def estimated_bytes(fmt: str, seconds: float, rate: int) -> int:
     """A floor of the encoded size: refusing on it never refuses what would fit."""
-    if fmt in PCM_SHARE:
-        return int(seconds * rate * 2 * PCM_SHARE[fmt])
-    return int(seconds * ENCODINGS[fmt].bytes_per_second)
+    if fmt in PCM_FORMATS:
+        return int(seconds * rate * 2)
+    per_second = ENCODINGS[fmt].bytes_per_second
+    if fmt == "mp3" and rate < MP3_FULL_RATE_HZ:
+        per_second = min(per_second, MP3_LOW_RATE_BYTES_PER_SECOND)
+    return int(seconds * per_second)
 
 
 def _loudnorm(target_lufs: float, measured: dict[str, str] | None = None) -> str:
