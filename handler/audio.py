@@ -81,8 +81,8 @@ def ffmpeg() -> str:
     found = shutil.which("ffmpeg")
     if not found:
         raise UserError(
-            "ffmpeg is not on PATH; it comes with the conda environment, so start the "
-            "worker through bootstrap/entrypoint.sh (or activate the env)"
+            "The ffmpeg executable is not on PATH; it comes with the conda environment, so "
+            "start the worker through bootstrap/entrypoint.sh (or activate the env)"
         )
     return found
 
@@ -97,7 +97,9 @@ def _ffmpeg_process(args: list[str], stdin: bytes | None, what: str) -> subproce
             check=False,
         )
     except subprocess.TimeoutExpired:
-        raise UserError(f"ffmpeg took over {_TIMEOUT_S} s to {what}; send a shorter clip") from None
+        raise UserError(
+            f"The ffmpeg run took over {_TIMEOUT_S} s to {what}; send a shorter clip"
+        ) from None
     if proc.returncode != 0:
         detail = proc.stderr.decode("utf-8", "replace").strip().splitlines()
         last = detail[-1][:200] if detail else f"exit status {proc.returncode}"

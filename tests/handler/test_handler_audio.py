@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from handler import audio
-from handler.errors import UserError
+from handler.errors import UserError, error_result
 from tests.handler.clips import speechlike, wav_bytes
 
 
@@ -71,3 +71,12 @@ def test_wav_at_the_source_rate_is_written_without_ffmpeg_and_matches_its_output
         assert (w.getframerate(), w.getsampwidth(), w.getnframes()) == (24000, 2, tone.size)
         pcm = np.frombuffer(w.readframes(tone.size), "<i2") / 32767
     assert np.max(np.abs(pcm - tone)) < 1e-4
+
+
+def test_ffmpeg_missing_is_a_sentence_that_keeps_the_programs_name(monkeypatch):
+    """It read "Ffmpeg is not on PATH" once the sentence got its capital letter."""
+    monkeypatch.setattr(audio.shutil, "which", lambda name: None)
+    with pytest.raises(UserError) as caught:
+        audio.encode(np.zeros(100, np.float32), 24000, "mp3")
+    text = error_result(caught.value)["error"]
+    assert "ffmpeg" in text and "Ffmpeg" not in text and "PATH" in text
