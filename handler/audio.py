@@ -1,6 +1,7 @@
 """Audio in and out through the ffmpeg executable (the conda env ships it).
 
-Decoding accepts anything ffmpeg reads and always yields mono float32 at the rate
+Decoding accepts the audio files and containers of `INPUT_DEMUXERS` (nothing that
+makes ffmpeg open other files or URLs) and always yields mono float32 at the rate
 asked for; encoding writes the output formats the API offers; `normalize_loudness`
 brings speech to a target loudness. A subprocess keeps codec crashes out of the
 worker and needs no Python audio stack.
@@ -59,6 +60,11 @@ PCM_FORMATS = ("wav", "pcm")  # 16-bit mono, no compression
 # Below 16 kHz mp3 is MPEG-2.5, whose bitrates stop at 64 kb/s: lame encodes 128k as that.
 MP3_FULL_RATE_HZ = 16000
 MP3_LOW_RATE_BYTES_PER_SECOND = 8000
+# Demuxers a reference clip may be read with: audio files and the containers phones
+# and browsers record in. Not the ones that read other files or URLs named inside the
+# bytes (concat scripts, HLS and DASH playlists, SDP): ffmpeg would follow them past
+# the fetcher's checks. Matched against ffmpeg's demuxer names ("mov" is mp4/m4a too).
+INPUT_DEMUXERS = "wav,w64,flac,mp3,ogg,mov,matroska,aac,aiff,caf,asf,amr,au"
 LOUDNESS_TRUE_PEAK_DB = -1.5
 LOUDNESS_RANGE_LU = 11.0
 _TIMEOUT_S = 120
@@ -132,6 +138,7 @@ def decode(data: bytes, sample_rate: int, max_seconds: float, *, what: str = "au
         try:
             raw = _run(
                 [
+                    *("-protocol_whitelist", "file", "-format_whitelist", INPUT_DEMUXERS),
                     "-i",
                     tmp.name,
                     "-map",
