@@ -1,6 +1,7 @@
 """Audio in and out through the ffmpeg executable (the conda env ships it).
 
-Decoding accepts anything ffmpeg reads and always yields mono float32 at the rate
+Decoding accepts the audio files and containers of `INPUT_DEMUXERS` (nothing that
+makes ffmpeg open other files or URLs) and always yields mono float32 at the rate
 asked for; encoding writes the output formats the API offers; `normalize_loudness`
 brings speech to a target loudness. A subprocess keeps codec crashes out of the
 worker and needs no Python audio stack.
@@ -35,7 +36,9 @@ class Encoding:
     codec: tuple[str, ...]
     content_type: str
     extension: str
-    bytes_per_second: float  # for estimates; a floor for the compressed ones
+    # What every second costs whatever the audio (estimates): CBR mp3 spends as much on
+    # silence as on speech; flac, Opus and AAC spend next to nothing on it, so 0.
+    bytes_per_second: float
 
 
 # format -> how it is written (docs/api.md lists the same)
@@ -43,18 +46,25 @@ ENCODINGS: dict[str, Encoding] = {
     "wav": Encoding("wav", ("-c:a", "pcm_s16le"), "audio/wav", "wav", 0),
     "flac": Encoding("flac", ("-c:a", "flac"), "audio/flac", "flac", 0),
     "mp3": Encoding("mp3", ("-c:a", "libmp3lame", "-b:a", "128k"), "audio/mpeg", "mp3", 16000),
-    "ogg": Encoding("ogg", ("-c:a", "libopus", "-b:a", "64k"), "audio/ogg", "ogg", 8000),
+    "ogg": Encoding("ogg", ("-c:a", "libopus", "-b:a", "64k"), "audio/ogg", "ogg", 0),
     "aac": Encoding(
         "ipod",
         ("-c:a", "aac", "-b:a", "128k", "-movflags", "+faststart"),
         "audio/mp4",
         "m4a",
-        16000,
+        0,
     ),
     "pcm": Encoding("s16le", ("-c:a", "pcm_s16le"), "audio/pcm", "pcm", 0),
 }
-# Uncompressed formats: 16-bit mono; flac keeps at least about half of that on speech.
-PCM_SHARE = {"wav": 1.0, "pcm": 1.0, "flac": 0.4}
+PCM_FORMATS = ("wav", "pcm")  # 16-bit mono, no compression
+# Below 16 kHz mp3 is MPEG-2.5, whose bitrates stop at 64 kb/s: lame encodes 128k as that.
+MP3_FULL_RATE_HZ = 16000
+MP3_LOW_RATE_BYTES_PER_SECOND = 8000
+# Demuxers a reference clip may be read with: audio files and the containers phones
+# and browsers record in. Not the ones that read other files or URLs named inside the
+# bytes (concat scripts, HLS and DASH playlists, SDP): ffmpeg would follow them past
+# the fetcher's checks. Matched against ffmpeg's demuxer names ("mov" is mp4/m4a too).
+INPUT_DEMUXERS = "wav,w64,flac,mp3,ogg,mov,matroska,aac,aiff,caf,asf,amr,au"
 LOUDNESS_TRUE_PEAK_DB = -1.5
 LOUDNESS_RANGE_LU = 11.0
 _TIMEOUT_S = 120
@@ -77,8 +87,8 @@ def ffmpeg() -> str:
     found = shutil.which("ffmpeg")
     if not found:
         raise UserError(
-            "ffmpeg is not on PATH; it comes with the conda environment, so start the "
-            "worker through bootstrap/entrypoint.sh (or activate the env)"
+            "The ffmpeg executable is not on PATH; it comes with the conda environment, so "
+            "start the worker through bootstrap/entrypoint.sh (or activate the env)"
         )
     return found
 
@@ -93,7 +103,9 @@ def _ffmpeg_process(args: list[str], stdin: bytes | None, what: str) -> subproce
             check=False,
         )
     except subprocess.TimeoutExpired:
-        raise UserError(f"ffmpeg took over {_TIMEOUT_S} s to {what}; send a shorter clip") from None
+        raise UserError(
+            f"The ffmpeg run took over {_TIMEOUT_S} s to {what}; send a shorter clip"
+        ) from None
     if proc.returncode != 0:
         detail = proc.stderr.decode("utf-8", "replace").strip().splitlines()
         last = detail[-1][:200] if detail else f"exit status {proc.returncode}"
@@ -126,6 +138,7 @@ def decode(data: bytes, sample_rate: int, max_seconds: float, *, what: str = "au
         try:
             raw = _run(
                 [
+                    *("-protocol_whitelist", "file", "-format_whitelist", INPUT_DEMUXERS),
                     "-i",
                     tmp.name,
                     "-map",
@@ -198,9 +211,12 @@ def encode(
 
 def estimated_bytes(fmt: str, seconds: float, rate: int) -> int:
     """A floor of the encoded size: refusing on it never refuses what would fit."""
-    if fmt in PCM_SHARE:
-        return int(seconds * rate * 2 * PCM_SHARE[fmt])
-    return int(seconds * ENCODINGS[fmt].bytes_per_second)
+    if fmt in PCM_FORMATS:
+        return int(seconds * rate * 2)
+    per_second = ENCODINGS[fmt].bytes_per_second
+    if fmt == "mp3" and rate < MP3_FULL_RATE_HZ:
+        per_second = min(per_second, MP3_LOW_RATE_BYTES_PER_SECOND)
+    return int(seconds * per_second)
 
 
 def _loudnorm(target_lufs: float, measured: dict[str, str] | None = None) -> str:

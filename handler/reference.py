@@ -22,6 +22,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -137,12 +138,25 @@ def _touch(entry: Path) -> None:
 
 
 def write_json_atomic(path: Path, model: BaseModel) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(model.model_dump_json(indent=2))
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    # A temp name of its own (not the pid: every worker is PID 1 in its container, and
+    # they share the volume), so two writers never truncate or move each other's file.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o644)  # as open() would make it; mkstemp makes 0600
+        with open(fd, "w", encoding="utf-8") as fh:
+            fh.write(model.model_dump_json(indent=2))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def unique_name(stem: str) -> str:
+    """A name no other worker or thread picks for the same purpose (see above)."""
+    return f"{stem}.{uuid.uuid4().hex}"
 
 
 class ReferencePreparer:
@@ -191,7 +205,7 @@ class ReferencePreparer:
             except OSError:  # removed by another worker meanwhile
                 continue
         for name in plan_prune(entries, self.settings.ref_cache_entries, keep.name):
-            retired = root / f".{name}.pruned.{os.getpid()}"
+            retired = root / unique_name(f".{name}.pruned")
             try:
                 (root / name).rename(retired)
             except OSError:

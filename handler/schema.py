@@ -140,6 +140,11 @@ class TtsJob(_Job):
                 "(F5TTS_MAX_TEXT_CHARS): split it into several jobs"
             )
         planned = script.count_segments(self.text, self.segments)
+        if planned == 0:
+            raise ValueError(
+                "text holds only voice tags; put the words to speak after each tag, "
+                "such as [anna] Hello"
+            )
         max_segments = context.get("max_segments")
         if max_segments and planned > max_segments:
             raise ValueError(

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from handler.contracts import PreparedReference
+from handler.engine.chunking import model_ref_text, utf8_len
 
 if TYPE_CHECKING:
     from handler.schema import Segment, TtsJob
@@ -155,10 +156,13 @@ def plan_script(job: TtsJob, seed: int) -> list[PlannedSegment]:
 
 
 def estimated_seconds(reference: PreparedReference, text: str, speed: float) -> float:
-    """How long F5-TTS makes `text`: it gives the generated audio the reference's
-    seconds per UTF-8 byte of text, divided by the speed."""
-    ref_bytes = max(1, len(reference.text.encode("utf-8")))
-    return reference.duration_s / ref_bytes * len(text.encode("utf-8")) / speed
+    """How long F5-TTS makes `text`, at least: it gives the generated audio the
+    reference's seconds per UTF-8 byte of the transcript as the model reads it
+    (`model_ref_text`: closing punctuation and spaces added, which matters for a short
+    one), divided by the speed. Runs of whitespace count as one space, since the
+    chunks drop the whitespace between them."""
+    ref_bytes = utf8_len(model_ref_text(reference.text))
+    return reference.duration_s / ref_bytes * utf8_len(" ".join(text.split())) / speed
 
 
 def join(

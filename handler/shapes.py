@@ -104,6 +104,13 @@ def from_openai(body: dict[str, Any]) -> dict[str, Any]:
     if "op" in data and data["op"] != "tts":
         raise UserError(f"An OpenAI speech request is a tts job, not op {shown(data['op'])}")
     data["op"] = "tts"
+    voice = data.get("voice")
+    if isinstance(voice, dict):  # the client's custom voice object, {"id": "voice_1234"}
+        if set(voice) != {"id"} or not isinstance(voice["id"], str):
+            raise UserError(
+                'Field voice must be a saved voice id, as a string or as {"id": "<voice id>"}'
+            )
+        data["voice"] = voice["id"]
     model = data.pop("model", None)
     if model is not None and not isinstance(model, str):
         raise UserError(

@@ -9,6 +9,7 @@ does not exist.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import os
@@ -23,10 +24,13 @@ from pydantic import BaseModel, ConfigDict
 from handler.contracts import PreparedReference
 from handler.engine.chunking import reference_problem
 from handler.errors import UserError, shown
-from handler.reference import write_json_atomic
+from handler.reference import unique_name, write_json_atomic
 from handler.schema import VOICE_ID_PATTERN
 from handler.settings import Settings
 from handler.storage import ObjectMissing, ObjectStore
+
+# Renames publishing one voice, when other workers keep publishing the same id meanwhile.
+SAVE_ATTEMPTS = 5
 
 
 class VoiceMeta(BaseModel):
@@ -68,19 +72,31 @@ class VolumeVoices:
         return (self.root / voice_id / "meta.json").is_file()
 
     def save(self, meta: VoiceMeta, wav: bytes) -> None:
+        """Publishes the voice by one rename; a voice of the same id that another worker
+        publishes meanwhile is replaced (the last save wins, as in a bucket)."""
         self.root.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{meta.voice_id}.", dir=self.root))
         final = self.root / meta.voice_id
-        retired = self.root / f".{meta.voice_id}.old.{os.getpid()}"
+        retired: list[Path] = []
         try:
             (staging / "ref.wav").write_bytes(wav)
             write_json_atomic(staging / "meta.json", meta)
-            if final.exists():
-                final.rename(retired)
-            staging.rename(final)
+            for attempt in range(1, SAVE_ATTEMPTS + 1):
+                if final.exists():
+                    aside = self.root / unique_name(f".{meta.voice_id}.old")
+                    with contextlib.suppress(FileNotFoundError):  # moved by another worker
+                        final.rename(aside)
+                        retired.append(aside)
+                try:
+                    staging.rename(final)
+                    break
+                except OSError:  # another worker published this id since we looked
+                    if attempt == SAVE_ATTEMPTS or not final.exists():
+                        raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-            shutil.rmtree(retired, ignore_errors=True)
+            for path in retired:
+                shutil.rmtree(path, ignore_errors=True)
 
     def meta(self, voice_id: str) -> VoiceMeta | None:
         try:
@@ -104,10 +120,11 @@ class VolumeVoices:
 
     def delete(self, voice_id: str) -> bool:
         folder = self.root / voice_id
-        if not folder.exists():
+        retired = self.root / unique_name(f".{voice_id}.deleted")
+        try:
+            folder.rename(retired)
+        except FileNotFoundError:  # never there, or deleted by another worker just now
             return False
-        retired = self.root / f".{voice_id}.deleted.{os.getpid()}"
-        folder.rename(retired)
         shutil.rmtree(retired, ignore_errors=True)
         return True
 
@@ -149,7 +166,7 @@ class BucketVoices:
         if not local.is_file():
             data = self.store.get(self._key(meta.voice_id, "ref.wav"), 100_000_000)
             local.parent.mkdir(parents=True, exist_ok=True)
-            tmp = local.with_name(f".{local.name}.{os.getpid()}.tmp")
+            tmp = local.parent / unique_name(f".{local.name}")  # never another's half-file
             tmp.write_bytes(data)
             os.replace(tmp, local)
         return local

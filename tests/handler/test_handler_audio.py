@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import tempfile
 import wave
 
 import numpy as np
 import pytest
 
 from handler import audio
-from handler.errors import UserError
+from handler.errors import UserError, error_result
 from tests.handler.clips import speechlike, wav_bytes
 
 
@@ -71,3 +73,48 @@ def test_wav_at_the_source_rate_is_written_without_ffmpeg_and_matches_its_output
         assert (w.getframerate(), w.getsampwidth(), w.getnframes()) == (24000, 2, tone.size)
         pcm = np.frombuffer(w.readframes(tone.size), "<i2") / 32767
     assert np.max(np.abs(pcm - tone)) < 1e-4
+
+
+def test_ffmpeg_missing_is_a_sentence_that_keeps_the_programs_name(monkeypatch):
+    """It read "Ffmpeg is not on PATH" once the sentence got its capital letter."""
+    monkeypatch.setattr(audio.shutil, "which", lambda name: None)
+    with pytest.raises(UserError) as caught:
+        audio.encode(np.zeros(100, np.float32), 24000, "mp3")
+    text = error_result(caught.value)["error"]
+    assert "ffmpeg" in text and "Ffmpeg" not in text and "PATH" in text
+
+
+def test_a_reference_that_is_a_playlist_of_other_files_is_not_followed(tmp_path, monkeypatch):
+    """An ffconcat script sent as the clip made ffmpeg read another file beside the temp
+    input (another job's clip, say): ffmpeg may decode only the bytes it was given."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where decode writes its input
+    (tmp_path / "other.wav").write_bytes(wav_bytes(speechlike(2.0)))
+    with pytest.raises(UserError, match="not a readable audio file"):
+        audio.decode(b"ffconcat version 1.0\nfile other.wav\n", 24000, 30)
+
+
+@pytest.mark.parametrize(
+    ("container", "codec"),
+    [
+        ("wav", "pcm_s16le"),
+        ("flac", "flac"),
+        ("mp3", "libmp3lame"),
+        ("ogg", "libopus"),
+        ("ipod", "aac"),
+        ("webm", "libopus"),
+        ("mov", "aac"),
+        ("adts", "aac"),
+        ("aiff", "pcm_s16be"),
+    ],
+)
+def test_the_containers_clients_record_in_still_decode(tmp_path, container, codec):
+    clip = tmp_path / "clip"
+    rate = "48000" if codec == "libopus" else "24000"
+    args = ["-v", "error", "-i", "pipe:0", "-c:a", codec, "-ar", rate, "-f", container]
+    subprocess.run(
+        [audio.ffmpeg(), *args, str(clip)],
+        input=wav_bytes(speechlike(2.0)),
+        check=True,
+    )
+    samples = audio.decode(clip.read_bytes(), 24000, 30)
+    assert abs(samples.size / 24000 - 2.0) < 0.1

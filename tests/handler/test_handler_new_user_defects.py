@@ -11,15 +11,30 @@ import asyncio
 import base64
 import subprocess
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import assume, example, given, settings
+from hypothesis import strategies as st
 from runpod.serverless.modules.rp_job import run_job
 
-from handler import audio, subtitles
-from handler.contracts import Word
+from handler import audio, script, subtitles
+from handler.contracts import PreparedReference, Word
+from handler.engine.chunking import (
+    FRAMES_PER_SECOND,
+    REFERENCE_MAX_SECONDS,
+    SAMPLE_RATE,
+    model_ref_text,
+    plan_chunks,
+    ref_frames_of,
+    reference_problem,
+    upstream_duration,
+    utf8_len,
+)
+from handler.engine.vocoder import wave_length
 from handler.errors import StorageError, UserError, sentence
-from handler.jobs import JobRunner, Models
+from handler.jobs import ESTIMATE_SHARE, JobRunner, Models
 from handler.schema import parse_job
 from handler.storage import ObjectStore
 from handler.worker import Worker, build_worker
@@ -228,6 +243,64 @@ def test_an_output_over_the_inline_limit_is_refused_before_synthesis(make_settin
             },
         )
     assert engine.calls == [] and aligner.calls == 0
+
+
+def made_by_the_engine(ref_text: str, seconds: float, text: str, speed: float) -> float:
+    """Seconds of audio the engine makes at least for `text`: its own chunk plan, each
+    chunk asked upstream's duration (CFM only ever raises it), the vocoder's length,
+    the default cross-fade at every join."""
+    ref_frames = ref_frames_of(int(seconds * SAMPLE_RATE))
+    model_text = model_ref_text(ref_text)
+    lengths = [
+        wave_length(
+            upstream_duration(ref_frames, utf8_len(model_text), utf8_len(chunk.text), speed)
+            - ref_frames
+        )
+        for chunk in plan_chunks(text, ref_text=model_text, ref_frames=ref_frames, speed=speed)
+    ]
+    fade, total = int(0.15 * SAMPLE_RATE), 0
+    for i, n in enumerate(lengths):
+        total += n - (min(fade, total, n) if i else 0)
+    return total / SAMPLE_RATE
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    ref_text=st.text(alphabet="abcdefghij .,!?", min_size=1, max_size=80),
+    seconds=st.floats(1.0, REFERENCE_MAX_SECONDS),
+    text=st.text(alphabet="abcdefghij .,!?\n", min_size=1, max_size=800),
+    speed=st.floats(0.3, 3.0),
+)
+@example(ref_text="Hi", seconds=2.01, text="Hello there. " * 10, speed=1.0)
+@example(ref_text="x", seconds=2.0, text="a" + " " * 300 + "b. " + "c" * 200, speed=1.0)
+def test_the_estimate_that_refuses_before_the_work_is_never_over_what_the_engine_makes(
+    ref_text, seconds, text, speed
+):
+    """A short transcript used to make the estimate up to 2.5x too long: F5-TTS paces by
+    the transcript as the model reads it, with its closing punctuation and spaces."""
+    assume(ref_text.strip() and text.strip() and reference_problem(ref_text, seconds) is None)
+    reference = PreparedReference(Path("ref.wav"), ref_text, seconds)
+    slack = 2 / FRAMES_PER_SECOND  # each chunk's frames are rounded down, ~20 ms in all
+    estimate = ESTIMATE_SHARE * script.estimated_seconds(reference, text, speed)
+    assert estimate <= made_by_the_engine(ref_text, seconds, text, speed) + slack
+
+
+SIGNALS = {
+    "silence": np.zeros(5 * 24000, dtype=np.float32),
+    "quiet speech": 0.01 * speechlike(5.0, 24000),
+    "speech": speechlike(5.0, 24000),
+}
+
+
+@pytest.mark.parametrize("fmt", list(audio.ENCODINGS))
+@pytest.mark.parametrize("rate", [8000, 16000, 24000, 48000])
+@pytest.mark.parametrize("signal", list(SIGNALS))
+def test_the_size_estimate_is_a_floor_of_every_formats_file(fmt, rate, signal, ffmpeg_bin_dir):
+    """flac, Opus and AAC spend next to nothing on silence and little on quiet speech,
+    and mp3 below 16 kHz is 64 kb/s: their old floors refused outputs that would fit
+    (a script with long pauses in flac, an mp3 at 8 kHz)."""
+    encoded = audio.encode(SIGNALS[signal], 24000, fmt, rate)
+    assert audio.estimated_bytes(fmt, 5.0, rate) <= len(encoded.data)
 
 
 # -- 10. the aligner is warmed up too ----------------------------------------------

@@ -119,6 +119,21 @@ def test_an_openai_request_defaults_to_mp3_like_openai(runner, reference_wav):
     assert out["audio"]["format"] == "mp3" and out["audio"]["content_type"] == "audio/mpeg"
 
 
+def test_a_custom_voice_object_from_the_official_client_names_the_saved_voice(
+    runner, reference_wav
+):
+    """The client sends a custom voice as {"id": ...}; it was refused as not a string."""
+    clip = base64.b64encode(reference_wav).decode()
+    runner.run("j", {"op": "voice.create", "voice_id": "anna", "ref_audio_base64": clip})
+    path, body = capture_openai_client_request(
+        model="f5-tts", voice={"id": "anna"}, input="Hello.", response_format="wav"
+    )
+    out = runner.run("j", runpod_route_input(path, body))
+    assert out["audio"]["format"] == "wav" and out["audio"]["duration_s"] > 0
+    with pytest.raises(UserError, match="saved voice id"):
+        parse_request({"input": "Hi", "voice": {"name": "anna"}})
+
+
 @pytest.mark.parametrize(
     ("openai", "ours"),
     [

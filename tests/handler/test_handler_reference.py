@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
 from handler import audio
 from handler.errors import UserError
-from handler.reference import CACHE_LAYOUT, ReferencePreparer, plan_clip, plan_prune, plan_trim
+from handler.reference import (
+    CACHE_LAYOUT,
+    PreparedMeta,
+    ReferencePreparer,
+    plan_clip,
+    plan_prune,
+    plan_trim,
+    write_json_atomic,
+)
 from tests.handler.clips import speechlike, wav_bytes
 from tests.handler.doubles import FixedTranscriber
 
@@ -147,3 +157,25 @@ def test_the_cache_keeps_at_most_the_configured_entries(make_settings):
         preparer.prepare(wav_bytes(speechlike(seconds, 16000)), "Some text.")
     root = preparer.settings.reference_cache_dir
     assert len([p for p in root.iterdir() if not p.name.startswith(".")]) == 2
+
+
+# -- workers sharing the volume ------------------------------------------------------
+# Every worker runs the handler as PID 1 of its own container, so a temp name made of
+# the pid is the same in all of them.
+def test_two_workers_writing_one_cache_entry_at_once_do_not_clash(tmp_path, monkeypatch):
+    meta = PreparedMeta(sha256="a", text="Hi.", duration_s=2.0, sample_rate=RATE, clipped=True)
+    other = meta.model_copy(update={"text": "Hello."})
+    path = tmp_path / "meta.json"
+    real_fsync = os.fsync
+    interleaved = []
+
+    def fsync_while_another_worker_writes(fd):
+        if not interleaved:  # the other worker writes the same file between our steps
+            interleaved.append(True)
+            write_json_atomic(path, other)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync_while_another_worker_writes)
+    write_json_atomic(path, meta)
+    assert PreparedMeta.model_validate_json(path.read_text()) == meta
+    assert [p.name for p in tmp_path.iterdir()] == ["meta.json"], "no temp file left over"

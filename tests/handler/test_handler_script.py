@@ -107,6 +107,16 @@ def test_a_script_that_contradicts_itself_is_one_sentence(payload):
     assert "\n" not in caught.value.sentence
 
 
+@pytest.mark.parametrize("text", ["[anna]", "[main]", "[anna] [bob]", "  [anna]  [main] "])
+def test_text_of_voice_tags_alone_is_refused_as_nothing_to_speak(runner, reference_wav, text):
+    """It used to pass validation with zero segments and end in ZeroDivisionError."""
+    ref = base64.b64encode(reference_wav).decode()
+    for payload in ({"text": text}, {"text": text, "ref_audio_base64": ref, "ref_text": "R."}):
+        with pytest.raises(UserError, match="only voice tags") as caught:
+            runner.run("j", payload)
+        assert "\n" not in caught.value.sentence
+
+
 def test_join_lays_segments_end_to_end_with_their_pauses():
     track, starts = script.join([np.ones(10), np.ones(5)], [0.5, 0.0], 20)
     assert starts == [0, 20] and track.size == 25 and track[10:20].sum() == 0

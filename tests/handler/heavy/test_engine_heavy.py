@@ -6,6 +6,7 @@ limits: test_engine_limits_heavy.py.
 
 from __future__ import annotations
 
+import base64
 import tempfile
 import threading
 import time
@@ -225,3 +226,27 @@ def test_remove_silence_cuts_long_pauses_down():
 
     assert trimmed.size < wave.size - rate
     assert trimmed.size >= 2 * rate
+
+
+def test_an_inline_output_that_fits_is_not_refused_for_a_short_transcript(
+    tiny_models, tiny_engine, tmp_path
+):
+    """With the transcript "Hi" the size estimate was 2.5x what the engine makes, so an
+    output well inside F5TTS_MAX_INLINE_BYTES was refused before any synthesis."""
+    from handler.jobs import JobRunner, Models
+    from handler.settings import Settings
+
+    job = {
+        "text": "Hello there. " * 4,
+        "ref_audio_base64": base64.b64encode(tiny_models.reference_wav.read_bytes()).decode(),
+        "ref_text": "Hi",
+        "nfe_step": 4,
+        "seed": 1,
+    }
+
+    def runner(limit: int) -> JobRunner:
+        settings = Settings(volume=tmp_path, warmup=False, max_inline_bytes=limit)
+        return JobRunner(settings, Models(tiny_engine), None)
+
+    size = runner(10**9).run("j", job)["audio"]["bytes"]
+    assert runner(size).run("j", job)["audio"]["bytes"] == size

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from handler.contracts import PreparedReference, SynthesisParams
@@ -106,6 +106,7 @@ def test_f5_tts_text_conversion_never_makes_more_tokens_than_the_planner_counts(
 
 
 @settings(max_examples=50, deadline=None)
+@example(lead=0.0, body=0.65625, trail=0.18983222332604505, level=0.0625)
 @given(
     lead=st.floats(0.0, 1.0),
     body=st.floats(0.1, 2.0),
@@ -116,7 +117,7 @@ def test_trimming_matches_upstreams_remove_silence_edges(lead, body, trail, leve
     from f5_tts.infer.utils_infer import remove_silence_edges
     from pydub import AudioSegment
 
-    from handler.reference import plan_trim
+    from handler.reference import EDGE_BELOW_PEAK_DB, EDGE_SILENCE_DBFS, plan_trim
 
     rate = 24000
     rng = np.random.default_rng(int(body * 1000))
@@ -129,5 +130,13 @@ def test_trimming_matches_upstreams_remove_silence_edges(lead, body, trail, leve
     segment = AudioSegment(data=pcm.tobytes(), sample_width=2, frame_rate=rate, channels=1)
     upstream = len(remove_silence_edges(segment).raw_data) // 2
 
-    start, end = plan_trim(pcm.astype(np.float32) / 32767, rate)
-    assert abs((end - start) - upstream) <= 240  # one 10 ms step
+    samples = pcm.astype(np.float32) / 32767
+    start, end = plan_trim(samples, rate)
+    # Both cut whole 10 ms steps, and pydub rounds lengths to whole milliseconds. A quiet
+    # clip gets a lower threshold here (EDGE_BELOW_PEAK_DB), which may keep the partly
+    # silent step at each end that upstream cuts; otherwise a step may flip at most once
+    # (pydub measures integer RMS). The old bound, one step, failed on a quiet clip.
+    peak_db = 20 * np.log10(np.abs(samples).max())
+    quiet = peak_db - EDGE_BELOW_PEAK_DB < EDGE_SILENCE_DBFS
+    step, millisecond = rate // 100, rate // 1000
+    assert abs((end - start) - upstream) <= (2 if quiet else 1) * step + millisecond
