@@ -78,7 +78,7 @@ class ChunkBudget:
     that the first audio of a job comes early (a stream's first piece).
 
     `first_max_frames` is that budget in frames (reference included); `first_share`
-    asks for it relative to the reference instead: that share of the frames the
+    (which wins when both are set) asks for it relative to the reference instead: that share of the frames the
     budget leaves beside the reference, as F5-TTS's socket server does (its first
     chunk holds a quarter of a full chunk's characters). `plan_chunks` resolves a
     share into frames (`with_first_share_resolved`), never below what the text's
@@ -95,14 +95,12 @@ class ChunkBudget:
 
     def with_first_share_resolved(self, ref_frames: int, first_word_frames: int) -> ChunkBudget:
         """This budget with `first_share` turned into `first_max_frames` for a reference
-        of `ref_frames` frames and a text whose first word needs `first_word_frames`."""
+        of `ref_frames` frames and a text whose first word (or, when that does not fit
+        a chunk, first character) needs `first_word_frames`."""
         if self.first_share is None:
             return self
         share = ref_frames + int(self.first_share * max(0, self.max_frames - ref_frames))
-        word = first_word_frames if first_word_frames <= self.max_frames else 0
-        first = max(share, word)
-        if self.first_max_frames is not None:
-            first = min(first, self.first_max_frames)
+        first = max(share, first_word_frames)
         return ChunkBudget(self.max_frames, first_max_frames=first)
 
 
@@ -234,7 +232,12 @@ def plan_chunks(
     def frames(start: int, end: int) -> int:
         return estimate_frames(ref_frames, ref_bytes, utf8_len(text[start:end].strip()), speed)
 
-    budget = budget.with_first_share_resolved(ref_frames, frames(*_first_word(text)))
+    # Every prefix of the first word must fit the first chunk, or the planner would cut
+    # the word (a shorter text can need more frames: upstream's short-text speed).
+    start, end = _first_word(text)
+    prefixes = [frames(start, k) for k in range(start + 1, end + 1)]
+    first_word = min(budget.max_frames, max(prefixes, default=0))
+    budget = budget.with_first_share_resolved(ref_frames, first_word)
 
     spans: list[tuple[int, int]] = []
 
@@ -277,13 +280,17 @@ def plan_chunks(
 
 
 def _first_word(text: str) -> tuple[int, int]:
-    """The span of the text's first word (up to the whitespace after it); empty when
-    that is longer than any word, i.e. a script written without spaces, whose first
-    chunk may then end between characters."""
+    """The span of the text's first word (up to the whitespace after it), or of its
+    first character when the run is longer than any word (a script written without
+    spaces, whose chunks end between characters)."""
     start = len(text) - len(text.lstrip())
+    if start == len(text):
+        return start, start
     found = _WORD_END.search(text, start)
     end = found.start() if found else len(text)
-    return (start, end) if utf8_len(text[start:end]) <= LONGEST_WORD_BYTES else (start, start)
+    if utf8_len(text[start:end]) > LONGEST_WORD_BYTES:
+        end = _cluster_cuts(text, start, len(text))[0]
+    return start, end
 
 
 def _merge_blank(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
