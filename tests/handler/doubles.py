@@ -104,30 +104,35 @@ def double_models(settings: Settings | None = None) -> Models:
     return Models(SineEngine(), EvenAligner(), FixedTranscriber())
 
 
-class FailingChunkEngine(SineEngine):
+class SlowSineEngine(SineEngine):
+    """Takes `seconds` per model pass, so jobs overlap and can be stopped midway;
+    `running` is set once a pass has begun."""
+
+    def __init__(self, seconds: float = 0.05, **kwargs) -> None:
+        import threading
+
+        super().__init__(**kwargs)
+        self.seconds = seconds
+        self.running = threading.Event()
+
+    def run_batch(self, works):
+        import time
+
+        self.running.set()
+        time.sleep(self.seconds)
+        return super().run_batch(works)
+
+
+class FailingChunkEngine(SlowSineEngine):
     """Fails every batch holding a chunk whose text contains `marker` (as a model
     failing on one input would), so the batcher's one-by-one rerun finds it."""
 
-    def __init__(self, marker: str = "Boom", **kwargs) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, marker: str = "Boom", seconds: float = 0.0, **kwargs) -> None:
+        super().__init__(seconds, **kwargs)
         self.marker = marker
 
     def run_batch(self, works):
         if any(self.marker in w.text for w in works):
             self.batches.append(list(works))
             raise RuntimeError(f"the model failed on a chunk containing {self.marker!r}")
-        return super().run_batch(works)
-
-
-class SlowSineEngine(SineEngine):
-    """Takes `seconds` per model pass, so jobs overlap and can be stopped midway."""
-
-    def __init__(self, seconds: float = 0.05, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.seconds = seconds
-
-    def run_batch(self, works):
-        import time
-
-        time.sleep(self.seconds)
         return super().run_batch(works)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import itertools
 import json
 import subprocess
 
@@ -17,11 +18,12 @@ import numpy as np
 import pytest
 import requests
 
+from handler.engine.scheduler import BatchBudget
 from handler.engine.synthesis import Crossfader, crossfade
 from handler.stream_encoding import mp3_frame
 from handler.streaming import MAX_PIECE_BYTES
 from handler.worker import Worker, build_worker
-from tests.handler.doubles import FailingChunkEngine, double_models
+from tests.handler.doubles import FailingChunkEngine, SlowSineEngine, double_models
 from tests.handler.sdk_loop import run_jobs
 
 TEXT = "Hello there. This is the second sentence. A third one follows! And the end."
@@ -62,8 +64,22 @@ def decoded(data: bytes, fmt: str, rate: int) -> np.ndarray:
     """ffmpeg's decode of `data` (mono PCM16 at `rate`)."""
     raw = ["-f", "s16le", "-ar", str(rate), "-ac", "1"] if fmt == "pcm" else []
     proc = subprocess.run(
-        ["ffmpeg", "-hide_banner", "-loglevel", "error", *raw, "-i", "pipe:0"]
-        + ["-f", "s16le", "-ac", "1", "-ar", str(rate), "pipe:1"],
+        [
+            "ffmpeg",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            *raw,
+            "-i",
+            "pipe:0",
+            "-f",
+            "s16le",
+            "-ac",
+            "1",
+            "-ar",
+            str(rate),
+            "pipe:1",
+        ],
         input=data,
         capture_output=True,
         check=True,
@@ -93,7 +109,7 @@ def test_pieces_carry_sequence_start_and_duration_and_the_last_the_result(env, r
     assert [p["seq"] for p in pieces] == list(range(len(pieces)))
     assert pieces[0]["format"] == "pcm" and pieces[0]["sample_rate"] == 24000
     audio, last = pieces[:-1], pieces[-1]
-    for before, after in zip(audio, audio[1:], strict=False):
+    for before, after in itertools.pairwise(audio):
         assert after["start_s"] == pytest.approx(before["start_s"] + before["duration_s"])
     for piece in audio:
         assert len(base64.b64decode(piece["audio"])) == round(piece["duration_s"] * 24000) * 2
@@ -266,3 +282,68 @@ def test_the_incremental_cross_fade_is_the_whole_join_bit_for_bit():
             assert fader.tail.size <= fade  # only the fade tail waits for the next chunk
         parts.append(fader.finish())
         np.testing.assert_array_equal(np.concatenate(parts), crossfade(waves, fade))
+
+
+def audio_of(record_output, streamed: bool) -> bytes:
+    """The PCM a job delivered: its pieces, or its one output's base64."""
+    if streamed:
+        return joined(record_output)
+    (out,) = record_output  # a streaming worker's non-streamed job: [output]
+    return base64.b64decode(out["audio"]["base64"])
+
+
+def test_concurrent_jobs_share_model_passes_and_each_sounds_as_alone(env, ref):
+    engine = SlowSineEngine(0.03)
+    worker = worker_with(env, engine, F5TTS_MAX_CONCURRENCY="4")
+    inputs = {
+        f"job{i}": job(ref, seed=i, format="pcm", stream=i % 2 == 0, text=TEXT * (1 + i % 2))
+        for i in range(6)
+    }
+    records = run_jobs(worker.runpod_config(), [{"id": k, "input": v} for k, v in inputs.items()])
+    assert {r.status for r in records.values()} == {"COMPLETED"}
+    shared = [b for b in engine.batches if len({w.job for w in b}) > 1]
+    assert shared, "chunks of different jobs never met in one pass"
+    for job_id, job_input in inputs.items():
+        alone = collect(worker_with(env), job_input)
+        expected = audio_of(alone, job_input["stream"])
+        got = audio_of(records[job_id].result["output"], job_input["stream"])
+        assert got == expected, job_id  # the double's chunks do not depend on batch-mates
+
+
+def test_concurrency_on_a_worker_that_does_not_stream_keeps_each_output_a_dict(env, ref):
+    worker = build_worker(lambda s: double_models(), {**env, "F5TTS_MAX_CONCURRENCY": "3"})
+    config = worker.runpod_config()
+    assert config["concurrency_modifier"](1) == 3
+    jobs = [{"id": f"j{i}", "input": job(ref, seed=i, format="pcm")} for i in range(3)]
+    records = run_jobs(config, jobs)
+    for i in range(3):
+        out = records[f"j{i}"].result["output"]
+        assert out["seed"] == i and base64.b64decode(out["audio"]["base64"])
+
+
+def test_stopping_one_job_drops_its_chunks_and_leaves_the_others_intact(env, ref):
+    engine = SlowSineEngine(0.1, budget=BatchBudget(max_chunks=2))
+    worker = worker_with(env, engine, F5TTS_MAX_CONCURRENCY="3")
+    # long enough to outlast the SDK's stop poll (it waits 1 s after an empty one)
+    victim_text = " ".join(f"Victim sentence {i}." for i in range(40))
+    inputs = {
+        "victim": job(ref, text=victim_text, format="pcm", stream=True, seed=1),
+        "a": job(ref, format="pcm", stream=True, seed=2),
+        "b": job(ref, format="pcm", seed=3),
+    }
+
+    def stop(records):
+        return ["victim"] if records["victim"].streamed else []
+
+    records = run_jobs(
+        worker.runpod_config(), [{"id": k, "input": v} for k, v in inputs.items()], stop=stop
+    )
+    assert records["victim"].status == "STOPPED" and records["victim"].streamed
+    ran = [w.text for batch in engine.batches for w in batch if "Victim" in w.text]
+    assert len(ran) < 40  # its pending chunks never reached the model
+    assert worker.runner.batcher.pending_jobs() == set()
+    for job_id in ("a", "b"):
+        assert records[job_id].status == "COMPLETED"
+        alone = collect(worker_with(env), inputs[job_id])
+        stream = inputs[job_id].get("stream", False)
+        assert audio_of(records[job_id].result["output"], stream) == audio_of(alone, stream)
