@@ -1,13 +1,14 @@
 """8 jobs submitted together vs one after another, on one worker (shared model passes).
 
-The same 8 tts jobs (different texts and seeds, one reference) go through the
+The same 8 tts jobs (different texts and seeds, one saved voice) go through the
 worker's real handler twice: one after another on a worker that takes one job at a
 time (F5TTS_MAX_CONCURRENCY=1, today's behaviour), then all submitted together to a
-worker with F5TTS_MAX_CONCURRENCY=8 through runpod-python's own job loop (the
-`JobScaler` RunPod runs, in process: tests/handler/sdk_loop.py), where their chunks
-share batched model passes and one job's reference preparation and encoding overlap
-another's synthesis. Last line: `{"jobs": 8, "serial_s", "concurrent_s", "speedup",
-...}`, speedup = serial_s / concurrent_s (wall time for all 8).
+worker with F5TTS_MAX_CONCURRENCY=8, handed to its handler at once as runpod-python's
+job loop does (the tests drive that loop itself: tests/handler/sdk_loop.py; the
+benchmark needs no runpod, so it runs on a GPU machine without it), where their chunks
+share batched model passes and one job's encoding overlaps another's synthesis.
+Last line: `{"jobs": 8, "serial_s", "concurrent_s", "speedup", ...}`, speedup =
+serial_s / concurrent_s (wall time for all 8).
 
 By default the engine is the tiny random F5-TTS of the tests on the CPU;
 `scripts/gpu-check` runs the same measurement on F5TTS_v1_Base (random weights).
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import sys
 import tempfile
@@ -45,54 +45,50 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def worker_over(engine: Any, volume: Path, concurrency: int):
-    from handler.jobs import JobRunner, Models
-    from handler.settings import Settings
-    from handler.worker import Worker
+def job_inputs(jobs: int, sentences: int, nfe: int, fmt: str) -> list[dict[str, Any]]:
+    from benchmarks._engine import BENCH_VOICE
 
-    settings = Settings.model_validate(
-        {"volume": volume, "warmup": False, "max_concurrency": concurrency}
-    )
-    return Worker(JobRunner(settings, Models(engine), None))
-
-
-def job_inputs(reference_wav: bytes, ref_text: str, jobs: int, sentences: int, nfe: int):
-    ref = base64.b64encode(reference_wav).decode()
     return [
         {
             "text": " ".join(SENTENCES[(i + k) % len(SENTENCES)] for k in range(sentences)),
-            "ref_audio_base64": ref,
-            "ref_text": ref_text,
+            "voice": BENCH_VOICE,
             "nfe_step": nfe,
             "seed": i,
-            "format": "mp3",
+            "format": fmt,
         }
         for i in range(jobs)
     ]
 
 
-def measure(engine: Any, inputs: list[dict[str, Any]], scratch: Path) -> dict[str, Any]:
-    """Wall time of the jobs one after another, then all together (seconds)."""
-    from tests.handler.sdk_loop import run_jobs
+async def _all_at_once(handler, inputs: list[dict[str, Any]]) -> list[Any]:
+    """Every job handed to the handler at once, as the SDK's job loop does with
+    concurrency_modifier jobs (one task each; tests/handler/sdk_loop.py runs that loop)."""
+    jobs = [{"id": f"job-{i}", "input": job_input} for i, job_input in enumerate(inputs)]
+    return await asyncio.gather(*(handler(job) for job in jobs))
 
-    serial = worker_over(engine, scratch / "volume", 1)
+
+def measure(
+    engine: Any, reference: Any, inputs: list[dict[str, Any]], scratch: Path
+) -> dict[str, Any]:
+    """Wall time of the jobs one after another, then all together (seconds)."""
+    from benchmarks._engine import bench_worker
+
+    serial = bench_worker(engine, scratch / "volume", reference)
     handler = serial.runpod_config()["handler"]
     asyncio.run(handler({"id": "warm", "input": {**inputs[0], "text": "Warm up."}}))
     started = time.perf_counter()
-    for i, job_input in enumerate(inputs):
-        out = asyncio.run(handler({"id": f"serial-{i}", "input": job_input}))
-        if "error" in out:
-            raise RuntimeError(out["error"])
+    outputs = [
+        asyncio.run(handler({"id": f"serial-{i}", "input": j})) for i, j in enumerate(inputs)
+    ]
     serial_s = time.perf_counter() - started
 
-    together = worker_over(engine, scratch / "volume", len(inputs))
-    config = together.runpod_config()
+    together = bench_worker(engine, scratch / "volume", reference, max_concurrency=len(inputs))
     started = time.perf_counter()
-    records = run_jobs(config, [{"id": f"job-{i}", "input": j} for i, j in enumerate(inputs)])
+    outputs += asyncio.run(_all_at_once(together.runpod_config()["handler"], inputs))
     concurrent_s = time.perf_counter() - started
-    failed = [r.result for r in records.values() if r.status != "COMPLETED"]
+    failed = [out["error"] for out in outputs if "error" in out]
     if failed:
-        raise RuntimeError(f"concurrent jobs failed: {failed[:1]}")
+        raise RuntimeError(f"jobs failed: {failed[0]}")
     sizes = together.runner.batcher.batch_sizes
     return {
         "jobs": len(inputs),
@@ -110,22 +106,18 @@ def main(argv: list[str]) -> int:
     from handler.worker_logging import configure_logging
 
     configure_logging()  # the SDK's level and redaction, as in the worker
+    from benchmarks._engine import ffmpeg_on_path
     from handler.engine import load_engine
     from tests.support_models.tiny import build_tiny_volume
 
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
+        fmt = "mp3" if ffmpeg_on_path(scratch) else "pcm"
         tiny = build_tiny_volume(scratch / "tiny", with_aligner=False)
         engine = load_engine(tiny.settings())
-        inputs = job_inputs(
-            tiny.reference_wav.read_bytes(),
-            tiny.reference_text,
-            args.jobs,
-            args.sentences,
-            args.nfe,
-        )
+        inputs = job_inputs(args.jobs, args.sentences, args.nfe, fmt)
         print(f"tiny F5-TTS on cpu; {args.jobs} jobs of {args.sentences} sentences; NFE {args.nfe}")
-        result = measure(engine, inputs, scratch)
+        result = measure(engine, tiny.reference(), inputs, scratch)
     result.update(
         nfe=args.nfe,
         device="cpu",

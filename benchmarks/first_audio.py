@@ -1,7 +1,8 @@
 """Time to the first streamed piece vs time to the complete result, same job and seed.
 
-A ~30 s text goes through the worker's real handler (handler.worker: the job layer,
-the model thread, the streaming encoder) on a streaming worker (F5TTS_STREAMING=1):
+A ~30 s text in a saved voice goes through the worker's real handler (handler.worker:
+the job layer, the model thread, the streaming encoder) on a streaming worker
+(F5TTS_STREAMING=1):
 once streamed (`stream: true`), timing the first piece that holds audio, and once
 not streamed, timing the complete result. Both runs are the same job with the same
 seed, after a warm-up job (so the reference is prepared and cached, and the kernels
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import sys
 import tempfile
@@ -31,19 +31,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=30.0, help="speech in the text")
     parser.add_argument("--nfe", type=int, default=16)
-    parser.add_argument("--format", default="mp3")
+    parser.add_argument("--format", default="mp3", help="pcm when no ffmpeg is found")
     parser.add_argument("--seed", type=int, default=7)
     return parser.parse_args(argv)
-
-
-def streaming_worker(engine: Any, volume: Path):
-    """A streaming worker (no bucket) over an already loaded engine."""
-    from handler.jobs import JobRunner, Models
-    from handler.settings import Settings
-    from handler.worker import Worker
-
-    settings = Settings.model_validate({"volume": volume, "warmup": False, "streaming": True})
-    return Worker(JobRunner(settings, Models(engine), None))
 
 
 async def _first_and_last(handler, job: dict[str, Any]) -> tuple[float, float, list[Any]]:
@@ -61,27 +51,14 @@ async def _first_and_last(handler, job: dict[str, Any]) -> tuple[float, float, l
 
 
 def measure(
-    engine: Any,
-    reference_wav: bytes,
-    ref_text: str,
-    text: str,
-    *,
-    nfe: int,
-    fmt: str,
-    seed: int,
-    scratch: Path,
+    engine: Any, reference: Any, text: str, *, nfe: int, fmt: str, seed: int, scratch: Path
 ) -> dict[str, Any]:
-    """First streamed audio vs the complete result of the same job (seconds)."""
-    worker = streaming_worker(engine, scratch / "volume")
+    """First streamed audio vs the complete result of the same job (a saved voice)."""
+    from benchmarks._engine import BENCH_VOICE, bench_worker
+
+    worker = bench_worker(engine, scratch / "volume", reference, streaming=True)
     handler = worker.runpod_config()["handler"]
-    job = {
-        "text": text,
-        "ref_audio_base64": base64.b64encode(reference_wav).decode(),
-        "ref_text": ref_text,
-        "nfe_step": nfe,
-        "seed": seed,
-        "format": fmt,
-    }
+    job = {"text": text, "voice": BENCH_VOICE, "nfe_step": nfe, "seed": seed, "format": fmt}
     warm = {**job, "text": text[:80]}
     asyncio.run(_first_and_last(handler, {"id": "warm", "input": {**warm, "stream": True}}))
     first_s, streamed_s, pieces = asyncio.run(
@@ -95,7 +72,7 @@ def measure(
         "streamed_total_ms": round(streamed_s * 1000, 1),
         "pieces": len(pieces),
         "audio_s": whole["audio"]["duration_s"],
-        "chunks_first_piece_s": pieces[0]["duration_s"],
+        "first_piece_s": pieces[0]["duration_s"],
         "nfe": nfe,
         "format": fmt,
     }
@@ -106,25 +83,19 @@ def main(argv: list[str]) -> int:
     from handler.worker_logging import configure_logging
 
     configure_logging()  # the SDK's level and redaction, as in the worker
-    from benchmarks._engine import text_for
+    from benchmarks._engine import ffmpeg_on_path, text_for
     from handler.engine import load_engine
     from tests.support_models.tiny import REFERENCE_SECONDS, build_tiny_volume
 
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
+        fmt = args.format if ffmpeg_on_path(scratch) else "pcm"
         tiny = build_tiny_volume(scratch / "tiny", with_aligner=False)
         engine = load_engine(tiny.settings())
         text = text_for(args.seconds, REFERENCE_SECONDS)
         print(f"tiny F5-TTS on cpu; {len(text)} characters (~{args.seconds:g} s); NFE {args.nfe}")
         result = measure(
-            engine,
-            tiny.reference_wav.read_bytes(),
-            tiny.reference_text,
-            text,
-            nfe=args.nfe,
-            fmt=args.format,
-            seed=args.seed,
-            scratch=scratch,
+            engine, tiny.reference(), text, nfe=args.nfe, fmt=fmt, seed=args.seed, scratch=scratch
         )
     result.update(
         device="cpu",
