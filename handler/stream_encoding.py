@@ -56,9 +56,9 @@ log = logging.getLogger(__name__)
 
 STREAMABLE_FORMATS = ("wav", "pcm", "mp3", "ogg")
 STREAM_REFUSALS = {
-    "flac": "flac cannot be streamed, since its header (length, checksum) is written "
+    "flac": "format flac cannot be streamed, since its header (length, checksum) is written "
     "after the last frame; stream wav or pcm for lossless audio, or drop stream",
-    "aac": "aac cannot be streamed, since it comes as M4A, whose index is written after "
+    "aac": "format aac cannot be streamed, since it comes as M4A, whose index is written after "
     "the last frame; stream mp3 or ogg, or drop stream",
 }
 LOOKAHEAD_S = 0.3  # what ffmpeg may hold inside at most (demuxer + codec + one page)
