@@ -80,10 +80,10 @@ class ChunkBudget:
     `first_max_frames` is that budget in frames (reference included); `first_share`
     (which wins when both are set) asks for it relative to the reference instead:
     that share of the frames the budget leaves beside the reference, as F5-TTS's
-    socket server does (its first
-    chunk holds a quarter of a full chunk's characters). `plan_chunks` resolves a
-    share into frames (`with_first_share_resolved`), never below what the text's
-    first word needs, so a short first chunk never cuts a word."""
+    socket server does (its first chunk holds a quarter of a full chunk's
+    characters). `plan_chunks` resolves a share into frames
+    (`with_first_share_resolved`), never below what every prefix of the text's first
+    word needs, so a short first chunk never cuts a word."""
 
     max_frames: int = CHUNK_BUDGET_FRAMES
     first_max_frames: int | None = None
