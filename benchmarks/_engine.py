@@ -150,3 +150,16 @@ def ffmpeg_on_path(scratch: Path) -> bool:
     (scratch / "ffmpeg").symlink_to(imageio_ffmpeg.get_ffmpeg_exe())
     os.environ["PATH"] = f"{scratch}{os.pathsep}{os.environ['PATH']}"
     return True
+
+
+def tiny_cpu_engine(scratch: Path):
+    """(engine, reference) of the tests' tiny random F5-TTS (tests/support_models) on the
+    CPU: the CPU runs of the job-level benchmarks (first-audio, concurrency)."""
+    from handler.engine import load_engine
+    from tests.support_models.tiny import build_tiny_volume
+
+    tiny = build_tiny_volume(scratch / "tiny", with_aligner=False)
+    return load_engine(tiny.settings()), tiny.reference()
+
+
+TINY_CPU = {"device": "cpu", "model": "tiny random F5-TTS (tests/support_models)"}

@@ -106,22 +106,18 @@ def main(argv: list[str]) -> int:
     from handler.worker_logging import configure_logging
 
     configure_logging()  # the SDK's level and redaction, as in the worker
-    from benchmarks._engine import ffmpeg_on_path
-    from handler.engine import load_engine
-    from tests.support_models.tiny import build_tiny_volume
+    from benchmarks._engine import TINY_CPU, ffmpeg_on_path, tiny_cpu_engine
 
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
         fmt = "mp3" if ffmpeg_on_path(scratch) else "pcm"
-        tiny = build_tiny_volume(scratch / "tiny", with_aligner=False)
-        engine = load_engine(tiny.settings())
+        engine, reference = tiny_cpu_engine(scratch)
         inputs = job_inputs(args.jobs, args.sentences, args.nfe, fmt)
         print(f"tiny F5-TTS on cpu; {args.jobs} jobs of {args.sentences} sentences; NFE {args.nfe}")
-        result = measure(engine, tiny.reference(), inputs, scratch)
+        result = measure(engine, reference, inputs, scratch)
     result.update(
+        TINY_CPU,
         nfe=args.nfe,
-        device="cpu",
-        model="tiny random F5-TTS (tests/support_models)",
         baseline="the same jobs one after another on a worker taking one job at a time",
     )
     print(json.dumps(result))

@@ -83,25 +83,19 @@ def main(argv: list[str]) -> int:
     from handler.worker_logging import configure_logging
 
     configure_logging()  # the SDK's level and redaction, as in the worker
-    from benchmarks._engine import ffmpeg_on_path, text_for
-    from handler.engine import load_engine
-    from tests.support_models.tiny import REFERENCE_SECONDS, build_tiny_volume
+    from benchmarks._engine import TINY_CPU, ffmpeg_on_path, text_for, tiny_cpu_engine
+    from tests.support_models.tiny import REFERENCE_SECONDS
 
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
         fmt = args.format if ffmpeg_on_path(scratch) else "pcm"
-        tiny = build_tiny_volume(scratch / "tiny", with_aligner=False)
-        engine = load_engine(tiny.settings())
+        engine, reference = tiny_cpu_engine(scratch)
         text = text_for(args.seconds, REFERENCE_SECONDS)
         print(f"tiny F5-TTS on cpu; {len(text)} characters (~{args.seconds:g} s); NFE {args.nfe}")
         result = measure(
-            engine, tiny.reference(), text, nfe=args.nfe, fmt=fmt, seed=args.seed, scratch=scratch
+            engine, reference, text, nfe=args.nfe, fmt=fmt, seed=args.seed, scratch=scratch
         )
-    result.update(
-        device="cpu",
-        model="tiny random F5-TTS (tests/support_models)",
-        baseline="the complete result of the same job, not streamed",
-    )
+    result.update(TINY_CPU, baseline="the complete result of the same job, not streamed")
     print(json.dumps(result))
     return 0
 

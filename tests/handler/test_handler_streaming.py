@@ -12,7 +12,6 @@ import base64
 import hashlib
 import itertools
 import json
-import subprocess
 
 import numpy as np
 import pytest
@@ -23,6 +22,7 @@ from handler.engine.synthesis import Crossfader, crossfade
 from handler.stream_encoding import mp3_frame
 from handler.streaming import MAX_PIECE_BYTES
 from handler.worker import Worker, build_worker
+from tests.handler.clips import decoded_pcm16
 from tests.handler.doubles import FailingChunkEngine, SlowSineEngine, double_models
 from tests.handler.sdk_loop import run_jobs
 
@@ -58,33 +58,6 @@ def collect(worker: Worker, job_input: dict, job_id: str = "job-1") -> list[dict
 
 def joined(pieces: list[dict]) -> bytes:
     return b"".join(base64.b64decode(p["audio"]) for p in pieces)
-
-
-def decoded(data: bytes, fmt: str, rate: int) -> np.ndarray:
-    """ffmpeg's decode of `data` (mono PCM16 at `rate`)."""
-    raw = ["-f", "s16le", "-ar", str(rate), "-ac", "1"] if fmt == "pcm" else []
-    proc = subprocess.run(
-        [
-            "ffmpeg",
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            *raw,
-            "-i",
-            "pipe:0",
-            "-f",
-            "s16le",
-            "-ac",
-            "1",
-            "-ar",
-            str(rate),
-            "pipe:1",
-        ],
-        input=data,
-        capture_output=True,
-        check=True,
-    )
-    return np.frombuffer(proc.stdout, dtype="<i2")
 
 
 def job(ref: str, **fields) -> dict:
@@ -140,7 +113,7 @@ def test_every_streamable_format_concatenated_decodes_to_its_declared_duration(
     pieces = collect(worker_with(env), job(ref, format=fmt, sample_rate=rate, stream=True))
     out_rate = rate or 24000
     declared = sum(p["duration_s"] for p in pieces)
-    samples = decoded(joined(pieces), fmt, out_rate)
+    samples = decoded_pcm16(joined(pieces), fmt, out_rate)
     assert abs(samples.size - declared * out_rate) <= max(frame, 1)
     speech = pieces[-1]["result"]["audio"]["duration_s"] * out_rate
     if fmt == "mp3":  # no header can tell a stream's decoder the encoder's delay
