@@ -22,6 +22,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -136,8 +137,14 @@ def _touch(entry: Path) -> None:
         os.utime(entry)
 
 
+def private_suffix() -> str:
+    """A name part no other process, nor other thread of this one, uses at the same
+    time: jobs of one worker run concurrently (F5TTS_MAX_CONCURRENCY)."""
+    return f"{os.getpid()}-{threading.get_ident()}"
+
+
 def write_json_atomic(path: Path, model: BaseModel) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{private_suffix()}.tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
         fh.write(model.model_dump_json(indent=2))
         fh.flush()
@@ -191,7 +198,7 @@ class ReferencePreparer:
             except OSError:  # removed by another worker meanwhile
                 continue
         for name in plan_prune(entries, self.settings.ref_cache_entries, keep.name):
-            retired = root / f".{name}.pruned.{os.getpid()}"
+            retired = root / f".{name}.pruned.{private_suffix()}"
             try:
                 (root / name).rename(retired)
             except OSError:

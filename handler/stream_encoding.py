@@ -305,7 +305,10 @@ class FfmpegEncoder:
         assert self._proc.stdout is not None
         stream = self._proc.stdout
         while True:
-            data = stream.read1(1 << 16)
+            try:
+                data = stream.read1(1 << 16)
+            except (OSError, ValueError):  # closed under it: the stream was stopped
+                data = b""
             with self._cond:
                 if not data:
                     self._eof = True
@@ -316,8 +319,11 @@ class FfmpegEncoder:
 
     def _read_stderr(self) -> None:
         assert self._proc.stderr is not None
-        for line in self._proc.stderr:
-            self._stderr = [*self._stderr[-4:], line.decode("utf-8", "replace").strip()]
+        try:
+            for line in self._proc.stderr:
+                self._stderr = [*self._stderr[-4:], line.decode("utf-8", "replace").strip()]
+        except (OSError, ValueError):  # closed under it: the stream was stopped
+            return
 
     # -- feeding -----------------------------------------------------------------
     def feed(self, samples: np.ndarray) -> list[Unit]:
@@ -371,6 +377,9 @@ class FfmpegEncoder:
         if self._proc.poll() is None:
             self._proc.kill()
             self._proc.wait()
+        for reader in self._readers:  # they end at the dead process's EOF
+            if reader is not threading.current_thread():
+                reader.join(5)
         for pipe in (self._proc.stdin, self._proc.stdout, self._proc.stderr):
             try:
                 if pipe is not None:
@@ -403,9 +412,9 @@ class FfmpegEncoder:
 
     def _failed(self, what: str) -> EncoderFailed:
         time.sleep(0.05)  # let the stderr reader catch ffmpeg's last words
-        detail = self._stderr[-1][:200] if self._stderr else "no message"
+        detail = " / ".join(self._stderr[-3:])[:240] if self._stderr else "no message"
         self.close()
         return EncoderFailed(
-            f"ffmpeg {what} (ffmpeg: {detail}); the {self.fmt} stream at {self.sample_rate} Hz "
-            "could not be encoded, so choose another format or sample_rate"
+            f"The {self.fmt} stream at {self.sample_rate} Hz could not be encoded: ffmpeg "
+            f"{what} ({detail}); choose another format or sample_rate"
         )

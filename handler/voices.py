@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict
 from handler.contracts import PreparedReference
 from handler.engine.chunking import reference_problem
 from handler.errors import UserError, shown
-from handler.reference import write_json_atomic
+from handler.reference import private_suffix, write_json_atomic
 from handler.schema import VOICE_ID_PATTERN
 from handler.settings import Settings
 from handler.storage import ObjectMissing, ObjectStore
@@ -71,7 +71,7 @@ class VolumeVoices:
         self.root.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{meta.voice_id}.", dir=self.root))
         final = self.root / meta.voice_id
-        retired = self.root / f".{meta.voice_id}.old.{os.getpid()}"
+        retired = self.root / f".{meta.voice_id}.old.{private_suffix()}"
         try:
             (staging / "ref.wav").write_bytes(wav)
             write_json_atomic(staging / "meta.json", meta)
@@ -106,7 +106,7 @@ class VolumeVoices:
         folder = self.root / voice_id
         if not folder.exists():
             return False
-        retired = self.root / f".{voice_id}.deleted.{os.getpid()}"
+        retired = self.root / f".{voice_id}.deleted.{private_suffix()}"
         folder.rename(retired)
         shutil.rmtree(retired, ignore_errors=True)
         return True
@@ -149,7 +149,7 @@ class BucketVoices:
         if not local.is_file():
             data = self.store.get(self._key(meta.voice_id, "ref.wav"), 100_000_000)
             local.parent.mkdir(parents=True, exist_ok=True)
-            tmp = local.with_name(f".{local.name}.{os.getpid()}.tmp")
+            tmp = local.with_name(f".{local.name}.{private_suffix()}.tmp")
             tmp.write_bytes(data)
             os.replace(tmp, local)
         return local

@@ -28,9 +28,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import deque
 from collections.abc import Hashable, Sequence
 from concurrent.futures import Future
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -53,7 +54,8 @@ class Batcher:
         self._cond = threading.Condition()
         self._pending: list[tuple[ChunkWork, Future[np.ndarray]]] = []
         self._thread: threading.Thread | None = None
-        self.batch_sizes: list[int] = []  # every pass's size, for tests and benchmarks
+        # The latest passes' sizes, for tests and benchmarks (bounded: a worker runs long).
+        self.batch_sizes: deque[int] = deque(maxlen=10_000)
 
     def submit(self, works: Sequence[ChunkWork]) -> list[Future[np.ndarray]]:
         """Queue a job's chunks (all at once, in order); one future per chunk."""
@@ -136,9 +138,3 @@ class Batcher:
             except Exception as alone:
                 future.set_exception(alone)
                 fatal = alone if is_fatal_device_error(alone) else None
-
-
-def chunk_results(futures: Sequence[Future[Any]], timeout: float | None = None):
-    """The futures' results in order, as each is ready (raises the first failure)."""
-    for future in futures:
-        yield future.result(timeout)

@@ -70,7 +70,7 @@ def test_a_fatal_gpu_error_fails_the_whole_batch_without_running_it_again(refere
     for future in futures:
         with pytest.raises(RuntimeError, match="illegal memory access"):
             future.result(5)
-    assert batcher.batch_sizes == [1, 2]  # the first chunk, then the rest: no reruns
+    assert list(batcher.batch_sizes) == [1, 2]  # the first chunk, then the rest: no reruns
 
 
 def test_cancelling_a_job_drops_its_pending_chunks_and_leaves_the_others(reference):

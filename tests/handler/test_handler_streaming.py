@@ -320,3 +320,10 @@ def test_stopping_one_job_drops_its_chunks_and_leaves_the_others_intact(env, ref
         alone = collect(worker_with(env), inputs[job_id])
         stream = inputs[job_id].get("stream", False)
         assert audio_of(records[job_id].result["output"], stream) == audio_of(alone, stream)
+
+
+def test_an_encoder_that_stops_fails_the_stream_with_ffmpegs_reason(env, ref):
+    worker = worker_with(env)
+    (result,) = collect(worker, job(ref, format="mp3", sample_rate=9000, stream=True))
+    assert "could not be encoded" in result["error"] and "ffmpeg" in result["error"]
+    assert "\n" not in result["error"] and "Traceback" not in result["error"]

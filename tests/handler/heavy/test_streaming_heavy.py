@@ -76,7 +76,7 @@ def test_streamed_pcm_equals_the_whole_job_sample_for_sample(tiny_models, make_w
     header = 44 if fmt == "wav" else 0
     stream = b"".join(base64.b64decode(p["audio"]) for p in pieces)
     assert stream[header:] == base64.b64decode(whole["audio"]["base64"])[header:]
-    chunks = worker.runner.batcher.batch_sizes
+    chunks = list(worker.runner.batcher.batch_sizes)
     assert chunks[:2] == [1, chunks[1]] and len(pieces) >= 3  # a short first chunk, alone
     first = pieces[0]["duration_s"]
     assert first < 0.35 * whole["audio"]["duration_s"]  # the first audio is a short chunk
