@@ -321,7 +321,9 @@ class FfmpegEncoder:
         assert self._proc.stderr is not None
         try:
             for line in self._proc.stderr:
-                self._stderr = [*self._stderr[-4:], line.decode("utf-8", "replace").strip()]
+                with self._cond:
+                    self._stderr = [*self._stderr[-4:], line.decode("utf-8", "replace").strip()]
+                    self._cond.notify_all()
         except (OSError, ValueError):  # closed under it: the stream was stopped
             return
 
@@ -338,7 +340,9 @@ class FfmpegEncoder:
             while True:
                 self._collect()
                 left = deadline - time.monotonic()
-                if self._covered >= wanted or self._eof or left <= 0:
+                # At -loglevel error a message means trouble: waiting for units would
+                # only wait out FEED_WAIT_S (ffmpeg may keep reading its input).
+                if self._covered >= wanted or self._eof or self._stderr or left <= 0:
                     break
                 self._cond.wait(left)
             if self._eof:
