@@ -116,3 +116,50 @@ def timed(device: str, run) -> tuple[float, object]:
     out = run()
     synchronize(device)
     return time.perf_counter() - started, out
+
+
+BENCH_VOICE = "bench"
+
+
+def bench_worker(engine, volume: Path, reference, **settings):
+    """The worker's real handler (handler.worker.Worker, no bucket) over an already
+    loaded engine, with `reference` saved as the voice BENCH_VOICE: jobs that name it
+    need no ffmpeg to prepare their reference (a GPU machine may have none)."""
+    from handler.jobs import JobRunner, Models
+    from handler.settings import Settings
+    from handler.worker import Worker
+
+    values = {"volume": volume, "warmup": False, **settings}
+    runner = JobRunner(Settings.model_validate(values), Models(engine), None)
+    runner.voices.create(BENCH_VOICE, reference, overwrite=True)
+    return Worker(runner)
+
+
+def ffmpeg_on_path(scratch: Path) -> bool:
+    """Whether the job layer finds an ffmpeg: the one on PATH, else imageio-ffmpeg's
+    (put on PATH here) when it is installed."""
+    import os
+    import shutil
+
+    if shutil.which("ffmpeg"):
+        return True
+    try:
+        import imageio_ffmpeg
+    except ImportError:
+        return False
+    (scratch / "ffmpeg").symlink_to(imageio_ffmpeg.get_ffmpeg_exe())
+    os.environ["PATH"] = f"{scratch}{os.pathsep}{os.environ['PATH']}"
+    return True
+
+
+def tiny_cpu_engine(scratch: Path):
+    """(engine, reference) of the tests' tiny random F5-TTS (tests/support_models) on the
+    CPU: the CPU runs of the job-level benchmarks (first-audio, concurrency)."""
+    from handler.engine import load_engine
+    from tests.support_models.tiny import build_tiny_volume
+
+    tiny = build_tiny_volume(scratch / "tiny", with_aligner=False)
+    return load_engine(tiny.settings()), tiny.reference()
+
+
+TINY_CPU = {"device": "cpu", "model": "tiny random F5-TTS (tests/support_models)"}

@@ -9,7 +9,11 @@ its last line. Parts, each timed within this one run (random weights, real shape
 * `batch`: a 6-chunk text, chunks one model pass each vs one batched pass, NFE 16;
 * `compile`: NFE 16 with the DiT blocks compiled, first call (compilation included)
   and steady state over three texts of different lengths (new shapes);
-* `memory`: peak GPU memory of the batched pass vs `batch_memory_bytes`' estimate.
+* `memory`: peak GPU memory of the batched pass vs `batch_memory_bytes`' estimate;
+* `first_audio`: a ~30 s text through the worker's handler, time to the first
+  streamed piece vs the complete result, NFE 16 (benchmarks/first_audio.py);
+* `concurrency`: 8 jobs submitted together vs one after another, NFE 16
+  (benchmarks/concurrency.py); both write mp3 when an ffmpeg is found, else pcm.
 
 A part that fails records its error and the others still run. `--quick` shrinks
 everything (tiny architecture, short texts, NFE 2 and 4) so the flow can be tested
@@ -53,8 +57,10 @@ def main(argv: list[str]) -> int:
     import torch
 
     from benchmarks import batch as batch_bench
+    from benchmarks import concurrency as concurrency_bench
+    from benchmarks import first_audio as first_audio_bench
     from benchmarks import rtf as rtf_bench
-    from benchmarks._engine import build_engine, reference_clip, text_for, timed
+    from benchmarks._engine import build_engine, ffmpeg_on_path, reference_clip, text_for, timed
     from handler.contracts import SynthesisParams
     from handler.engine import pick_device
     from handler.engine.chunking import FRAMES_PER_SECOND, ChunkBudget
@@ -106,6 +112,7 @@ def main(argv: list[str]) -> int:
             ref, chunk_s = reference, 8.0
             story = text_for(4.5 * chunk_s, reference.duration_s)
         ref_frames = int(ref.duration_s * FRAMES_PER_SECOND)
+        default_budget = engine.chunk_budget
         engine.chunk_budget = ChunkBudget(ref_frames + int(chunk_s * FRAMES_PER_SECOND))
         works = engine.plan(ref, story, params)
         engine.run_batch(works[:1])
@@ -129,10 +136,35 @@ def main(argv: list[str]) -> int:
                 engine.budget.shape, len(works), max(w.frames for w in works), nfe
             )
             out["estimated_mem_mb"] = round(estimate / 2**20)
-        engine.chunk_budget = ChunkBudget()
+        engine.chunk_budget = default_budget
         return out
 
     part(result, "batch", batched_vs_sequential)
+
+    fmt = "mp3" if ffmpeg_on_path(scratch) else "pcm"
+    part(
+        result,
+        "first_audio",
+        lambda: first_audio_bench.measure(
+            engine,
+            reference,
+            text_for(8.0 if quick else 30.0, reference.duration_s),
+            nfe=nfe,
+            fmt=fmt,
+            seed=7,
+            scratch=scratch / "first-audio",
+        ),
+    )
+    part(
+        result,
+        "concurrency",
+        lambda: concurrency_bench.measure(
+            engine,
+            reference,
+            concurrency_bench.job_inputs(8, 1 if quick else 3, nfe, fmt),
+            scratch / "concurrency",
+        ),
+    )
 
     def compiled() -> dict:
         from handler.engine.loading import compile_blocks

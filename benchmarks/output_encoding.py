@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -22,18 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks._engine import ffmpeg_on_path
+
 REPO = Path(__file__).resolve().parent.parent
 RATE = 24000
 FORMATS = ("mp3", "ogg", "aac", "flac")
-
-
-def _ensure_ffmpeg(scratch: Path) -> None:
-    if shutil.which("ffmpeg"):
-        return
-    import imageio_ffmpeg
-
-    (scratch / "ffmpeg").symlink_to(imageio_ffmpeg.get_ffmpeg_exe())
-    os.environ["PATH"] = f"{scratch}{os.pathsep}{os.environ['PATH']}"
 
 
 def _speechlike(seconds: float) -> np.ndarray:
@@ -80,7 +71,7 @@ def main() -> None:
     samples = _speechlike(10.0)
     figures: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-encoding-") as tmp:
-        _ensure_ffmpeg(Path(tmp))
+        ffmpeg_on_path(Path(tmp))
         for fmt in FORMATS:
             file_ms = _ms(lambda fmt=fmt: audio.encode(samples, RATE, fmt), args.runs)
             pipe_ms = _ms(lambda fmt=fmt: _pipe_encode(audio, samples, fmt), args.runs)

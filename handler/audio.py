@@ -187,7 +187,7 @@ def encode(
     duration = round(pcm.size / source_rate, 3)
     if fmt in ("wav", "pcm") and rate == source_rate:
         # PCM needs no codec: writing it here saves an ffmpeg start (~20 ms per job).
-        data = _pcm16_wav(pcm, rate) if fmt == "wav" else _pcm16(pcm)
+        data = _pcm16_wav(pcm, rate) if fmt == "wav" else pcm16(pcm)
         return Encoded(data, fmt, encoding.content_type, rate, duration)
     with tempfile.TemporaryDirectory(prefix="f5tts-out-") as tmp:
         target = Path(tmp) / f"audio.{encoding.extension}"
@@ -287,9 +287,10 @@ def _pcm16_wav(pcm: np.ndarray, rate: int) -> bytes:
         out.setnchannels(1)
         out.setsampwidth(2)
         out.setframerate(rate)
-        out.writeframes(_pcm16(pcm))
+        out.writeframes(pcm16(pcm))
     return buf.getvalue()
 
 
-def _pcm16(pcm: np.ndarray) -> bytes:
+def pcm16(pcm: np.ndarray) -> bytes:
+    """Float samples in [-1, 1] as PCM16 little-endian (every PCM output, streamed or not)."""
     return np.round(pcm * 32767.0).astype("<i2").tobytes()

@@ -7,12 +7,15 @@ can be replaced by small doubles in the fast test tier without touching job code
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
+
+if TYPE_CHECKING:  # handler.engine imports this module
+    from handler.engine.scheduler import BatchBudget, ChunkWork
 
 
 @dataclass(frozen=True)
@@ -49,8 +52,29 @@ ProgressCallback = Callable[[int, int], None]
 
 
 class SpeechEngine(Protocol):
+    """A job's text is planned into chunks (`plan`), the chunks of every job in flight
+    run in shared batches on one model thread (`run_batch`, driven by
+    handler/engine/batcher.py), and the job layer joins each job's chunk waves."""
+
     sample_rate: int
     model_name: str
+    budget: BatchBudget  # what one batched model pass may hold
+
+    def plan(
+        self,
+        reference: PreparedReference,
+        text: str,
+        params: SynthesisParams,
+        *,
+        job: Hashable = None,
+        short_first: bool = True,
+    ) -> list[ChunkWork]:
+        """The chunks of `text`, in speaking order, tagged with `job`."""
+        ...
+
+    def run_batch(self, works: Sequence[ChunkWork]) -> list[np.ndarray]:
+        """One model pass: each chunk's wave (float32 at `sample_rate`), in order."""
+        ...
 
     def synthesize(
         self,
@@ -59,7 +83,7 @@ class SpeechEngine(Protocol):
         params: SynthesisParams,
         on_progress: ProgressCallback | None = None,
     ) -> np.ndarray:
-        """Returns mono float32 samples in [-1, 1] at `sample_rate`."""
+        """All of `text` at once: mono float32 samples in [-1, 1] at `sample_rate`."""
         ...
 
 

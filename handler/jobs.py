@@ -3,29 +3,40 @@
 `JobRunner.run` validates the input (schema, in any of the shapes of shapes.py),
 dispatches on `op` and returns the output dict in the shape the request came in;
 failures are raised (UserError and friends) and turned into RunPod's error shape by
-the worker. Nothing here knows about RunPod.
+the worker. Nothing here knows about RunPod. Several jobs may run at once, each on
+its own thread (F5TTS_MAX_CONCURRENCY); their chunks meet on the one model thread
+(handler/engine/batcher.py).
 
 A tts job runs: plan the script (script.py) -> prepare each distinct reference ->
-refuse an inline output that cannot fit -> synthesize each segment -> join them with
-their pauses -> align each segment's words -> normalise loudness -> encode ->
-subtitles -> deliver.
+refuse an inline output that cannot fit -> plan every segment's chunks and hand them
+all to the model thread -> join each segment's chunk waves as they come (the
+engine's cross-fade) and the segments with their pauses -> align each segment's
+words -> normalise loudness -> encode -> subtitles -> deliver.
+
+A streamed tts job (`stream: true`, handler/streaming.py) runs the same steps and
+makes the same samples; each run of them is encoded and emitted as a piece as soon
+as it is final, and its output (the last piece) describes the stream and the stored
+file instead of carrying the audio.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import itertools
 import json
 import secrets
 import sys
+import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from concurrent.futures import CancelledError
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-from handler import audio, script, subtitles
+from handler import audio, script, streaming, subtitles
 from handler.contracts import (
     Aligner,
     PreparedReference,
@@ -34,7 +45,9 @@ from handler.contracts import (
     SynthesisParams,
     Transcriber,
 )
+from handler.engine.batcher import Batcher
 from handler.engine.presets import resolve_nfe
+from handler.engine.synthesis import Crossfader, remove_long_silences
 from handler.errors import UserError
 from handler.fetch import ReferenceFetcher
 from handler.reference import ReferencePreparer
@@ -70,25 +83,41 @@ class Models:
     load_aligner: Callable[[str], Aligner] | None = None
 
 
-class _ScriptProgress:
-    """(chunks done, chunks known) across a script's segments: each segment reports its
-    own chunks, and a segment not yet started counts as one chunk."""
+class JobCancelled(Exception):
+    """The job was stopped (RunPod cancelled its task); nothing more is done for it."""
 
-    def __init__(self, segments: int, report: ProgressCallback | None) -> None:
-        self.report = report
-        self.totals = [1] * segments
-        self.done = [0] * segments
 
-    def segment(self, index: int) -> ProgressCallback | None:
-        if self.report is None:
-            return None
+class JobControl:
+    """Lets the worker stop one job from another thread: `cancel` drops the job's
+    pending chunks (hooks registered with `on_cancel`) and the job stops at its next
+    `check`, never delivering anything."""
 
-        def on_chunk(done: int, total: int) -> None:
-            self.done[index], self.totals[index] = done, total
-            assert self.report is not None
-            self.report(sum(self.done), sum(self.totals))
+    def __init__(self) -> None:
+        self._cancelled = threading.Event()
+        self._hooks: list[Callable[[], None]] = []
+        self._lock = threading.Lock()
 
-        return on_chunk
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    def on_cancel(self, hook: Callable[[], None]) -> None:
+        with self._lock:
+            self._hooks.append(hook)
+            run_now = self.cancelled
+        if run_now:
+            hook()
+
+    def cancel(self) -> None:
+        with self._lock:
+            self._cancelled.set()
+            hooks = list(self._hooks)
+        for hook in hooks:
+            hook()
+
+    def check(self) -> None:
+        if self.cancelled:
+            raise JobCancelled()
 
 
 class _Clock:
@@ -120,26 +149,44 @@ class JobRunner:
         self.voices = VoiceLibrary.from_settings(settings, store)
         self.delivery = Delivery(settings, store)
         self.env = read_env_marker(settings)
+        self.batcher = Batcher(models.engine)
         self._aligners: dict[str, Aligner] = {}
+        self._aligners_lock = threading.Lock()
 
     def run(
-        self, job_id: str, payload: Any, on_progress: ProgressCallback | None = None
+        self,
+        job_id: str,
+        payload: Any,
+        on_progress: ProgressCallback | None = None,
+        *,
+        control: JobControl | None = None,
+        emit: streaming.Emit | None = None,
     ) -> dict[str, Any]:
+        """The job's output. On a streaming worker the caller passes `emit`: a streamed
+        tts job then emits its pieces through it and returns its last piece."""
         request = parse_request(
             payload,
             max_text_chars=self.settings.max_text_chars,
             max_segments=self.settings.max_segments,
         )
         job = request.job
-        out = self._dispatch(job_id, job, on_progress)
+        out = self._dispatch(job_id, job, on_progress, control or JobControl(), emit)
+        if isinstance(job, TtsJob) and job.stream:
+            out["result"] = shape_output(request.shape, job.op, out["result"], job_id, job.text)
+            return out
         return shape_output(request.shape, job.op, out, job_id, getattr(job, "text", None))
 
     def _dispatch(
-        self, job_id: str, job: Any, on_progress: ProgressCallback | None
+        self,
+        job_id: str,
+        job: Any,
+        on_progress: ProgressCallback | None,
+        control: JobControl,
+        emit: streaming.Emit | None,
     ) -> dict[str, Any]:
         match job:
             case TtsJob():
-                return self.tts(job_id, job, on_progress)
+                return self.tts(job_id, job, on_progress, control=control, emit=emit)
             case VoiceCreateJob():
                 return self.voice_create(job)
             case VoiceListJob():
@@ -154,8 +201,19 @@ class JobRunner:
 
     # -- tts ---------------------------------------------------------------------
     def tts(
-        self, job_id: str, job: TtsJob, on_progress: ProgressCallback | None = None
+        self,
+        job_id: str,
+        job: TtsJob,
+        on_progress: ProgressCallback | None = None,
+        *,
+        control: JobControl | None = None,
+        emit: streaming.Emit | None = None,
     ) -> dict[str, Any]:
+        control = control or JobControl()
+        if job.stream:
+            why = streaming.refusal(job) if emit is not None else streaming.STREAMING_OFF
+            if why:
+                raise UserError(why)
         aligner = self._aligner(job.language) if job.wants_words else None
         nfe_step, quality = resolve_nfe(
             job.quality, job.nfe_step, nfe_step_sent="nfe_step" in job.model_fields_set
@@ -166,11 +224,31 @@ class JobRunner:
         sources = dict.fromkeys(s.source for s in plan)  # each distinct voice once
         references = {source: self._reference(source) for source in sources}
         clock.lap("ref_ms")
+        control.check()
 
-        engine = self.models.engine
-        rate = engine.sample_rate
-        self._refuse_outputs_that_cannot_fit(job, plan, references, rate)
-        waves = self._synthesize(job, nfe_step, plan, references, on_progress)
+        rate = self.models.engine.sample_rate
+        stream = None
+        if job.stream:
+            assert emit is not None
+            # A streamed job's file is stored only when a bucket takes it (its audio goes
+            # out in pieces), encoded whole, with the headers a stream lacks.
+            keep_audio = not self.delivery.inline(job.delivery)
+            # Started now, so the encoder's start overlaps the first chunk's synthesis.
+            stream = streaming.PieceStream(job.format, rate, job.sample_rate, emit)
+        else:
+            keep_audio = True
+            self._refuse_outputs_that_cannot_fit(job, plan, references, rate)
+        try:
+            waves = self._render(job, nfe_step, plan, references, on_progress, control, stream)
+            if stream is not None:
+                stream.end_audio()
+                clock.ms["first_audio_ms"] = round(
+                    ((stream.first_audio_at or clock.start) - clock.start) * 1000, 1
+                )
+        except BaseException:
+            if stream is not None:
+                stream.close()
+            raise
         samples, starts = script.join(waves, [s.pause_after_s for s in plan], rate)
         duration = samples.size / rate
         clock.lap("synth_ms")
@@ -193,9 +271,10 @@ class JobRunner:
             samples, loudness = audio.normalize_loudness(samples, rate, job.loudness_lufs)
             clock.lap("loudness_ms")
 
-        encoded = audio.encode(samples, rate, job.format, job.sample_rate)
+        encoded = audio.encode(samples, rate, job.format, job.sample_rate) if keep_audio else None
         extension = audio.ENCODINGS[job.format].extension
-        artifacts = [Artifact(f"audio.{extension}", encoded.data, encoded.content_type)]
+        content_type = audio.ENCODINGS[job.format].content_type
+        artifacts = [Artifact(f"audio.{extension}", encoded.data, content_type)] if encoded else []
         cues = subtitles.group_cues(words, job.words_per_cue)
         for fmt in job.subtitles:
             text = subtitles.render(fmt, words, cues, karaoke=job.karaoke)
@@ -205,21 +284,29 @@ class JobRunner:
             )
         clock.lap("encode_ms")
 
+        control.check()
         delivered = self.delivery.deliver(job_id, artifacts, job.delivery)
         clock.lap("upload_ms")
         clock.ms["total_ms"] = round((time.perf_counter() - clock.start) * 1000, 1)
         clock.ms["rtf"] = round(clock.ms["synth_ms"] / 1000 / duration, 4)
 
-        out: dict[str, Any] = {
-            "audio": {
+        described: dict[str, Any] = {
+            "format": job.format,
+            "content_type": content_type,
+            "sample_rate": job.sample_rate or rate,
+            "duration_s": round(duration, 3),
+        }
+        if encoded is not None:
+            described = {
                 **delivered[artifacts[0].name],
-                "format": job.format,
-                "content_type": encoded.content_type,
-                "sample_rate": encoded.sample_rate,
-                "duration_s": round(duration, 3),
+                **described,
                 "bytes": len(encoded.data),
                 "sha256": hashlib.sha256(encoded.data).hexdigest(),
-            },
+            }
+        if stream is not None:
+            described["stream"] = stream.info()
+        out: dict[str, Any] = {
+            "audio": described,
             "seed": seed,
             "nfe_step": nfe_step,
             "quality": quality,
@@ -243,7 +330,7 @@ class JobRunner:
             out["subtitles"] = {fmt: delivered[f"subtitles.{fmt}"] for fmt in job.subtitles}
         if job.words:
             out["words"] = [subtitles.word_dict(w) for w in words]
-        return out
+        return stream.final(out) if stream is not None else out
 
     def _aligner(self, language: str | None) -> Aligner:
         """The aligner of the job's language, loaded before any synthesis runs."""
@@ -256,15 +343,16 @@ class JobRunner:
             )
         if language == self.settings.align_language and self.models.aligner is not None:
             return self.models.aligner
-        if language not in self._aligners:
-            if self.models.load_aligner is None or language == self.settings.align_language:
-                raise UserError(
-                    "Word timings (subtitles/words) need the whisperx aligner, which is not "
-                    "available on this worker; drop subtitles and words, or deploy the "
-                    "environment with the alignment feature"
-                )
-            self._aligners[language] = self.models.load_aligner(language)
-        return self._aligners[language]
+        if self.models.load_aligner is None or language == self.settings.align_language:
+            raise UserError(
+                "Word timings (subtitles/words) need the whisperx aligner, which is not "
+                "available on this worker; drop subtitles and words, or deploy the "
+                "environment with the alignment feature"
+            )
+        with self._aligners_lock:  # concurrent jobs load a language once
+            if language not in self._aligners:
+                self._aligners[language] = self.models.load_aligner(language)
+            return self._aligners[language]
 
     def _reference(self, source: VoiceSource) -> PreparedReference:
         if source.kind == "voice":
@@ -289,16 +377,61 @@ class JobRunner:
         size = audio.estimated_bytes(job.format, ESTIMATE_SHARE * seconds, job.sample_rate or rate)
         self.delivery.check_inline_size(size, job.delivery, estimated=True)
 
-    def _synthesize(
+    def _render(
         self,
         job: TtsJob,
         nfe_step: int,
         plan: list[PlannedSegment],
         references: dict[VoiceSource, PreparedReference],
         on_progress: ProgressCallback | None,
+        control: JobControl,
+        stream: streaming.PieceStream | None,
     ) -> list[np.ndarray]:
-        progress = _ScriptProgress(len(plan), on_progress)
-        waves = []
+        """Each segment's audio; a stream gets every run of samples as it is final,
+        with the pauses between segments."""
+        rate = self.models.engine.sample_rate
+        waves: list[np.ndarray] = []
+        parts: list[np.ndarray] = []
+        speech = self._speak(job, nfe_step, plan, references, on_progress, control)
+        for segment, samples, ends in speech:
+            parts.append(samples)
+            if stream is not None:
+                stream.feed(samples)
+            if not ends:
+                continue
+            wave = np.concatenate(parts)
+            parts = []
+            if wave.size == 0:
+                where = f" in segment {segment.index + 1}" if len(plan) > 1 else ""
+                raise UserError(
+                    f"The engine produced no audio for the text{where}; check that it has "
+                    "words the model can read"
+                )
+            waves.append(wave)
+            if stream is not None and segment.pause_after_s:
+                stream.feed(np.zeros(round(segment.pause_after_s * rate), dtype=np.float32))
+        return waves
+
+    def _speak(
+        self,
+        job: TtsJob,
+        nfe_step: int,
+        plan: list[PlannedSegment],
+        references: dict[VoiceSource, PreparedReference],
+        on_progress: ProgressCallback | None,
+        control: JobControl,
+    ) -> Iterator[tuple[PlannedSegment, np.ndarray, bool]]:
+        """(segment, final samples, whether the segment ends there), in speaking order,
+        as the model thread finishes the chunks.
+
+        Every segment's chunks go to the model thread at once, numbered across the job
+        (its first chunk is chunk 0, which the scheduler runs without the job's other
+        chunks), whether the job streams or not: so a job batches, and sounds, the
+        same either way. A segment's chunk waves are joined with the engine's
+        cross-fade as they come; only its fade tail waits for the next chunk."""
+        engine = self.models.engine
+        key = object()  # this run's chunks, whatever the job id
+        planned = []
         for segment in plan:
             params = SynthesisParams(
                 speed=segment.speed,
@@ -309,23 +442,44 @@ class JobRunner:
                 seed=segment.seed,
                 remove_silence=job.remove_silence,
             )
-            wave = np.asarray(
-                self.models.engine.synthesize(
-                    references[segment.source],
-                    segment.text,
-                    params,
-                    progress.segment(segment.index),
-                ),
-                dtype=np.float32,
-            ).reshape(-1)
-            if wave.size == 0:
-                where = f" in segment {segment.index + 1}" if len(plan) > 1 else ""
-                raise UserError(
-                    f"The engine produced no audio for the text{where}; check that it has "
-                    "words the model can read"
-                )
-            waves.append(wave)
-        return waves
+            works = engine.plan(
+                references[segment.source],
+                segment.text,
+                params,
+                job=key,
+                short_first=segment.index == 0,
+            )
+            planned.append(works)
+        control.check()
+        numbered = [replace(w, index=i) for i, w in enumerate(itertools.chain(*planned))]
+        futures = iter(self.batcher.submit(numbered))
+        control.on_cancel(lambda: self.batcher.cancel(key))
+        fade = int(job.cross_fade_duration * engine.sample_rate)
+        done = 0
+        try:
+            for segment, works in zip(plan, planned, strict=True):
+                fader = Crossfader(fade)
+                whole: list[np.ndarray] = []
+                for _ in works:
+                    try:
+                        wave = next(futures).result()
+                    except CancelledError:
+                        raise JobCancelled() from None
+                    done += 1
+                    if on_progress is not None:
+                        on_progress(done, len(numbered))
+                    final = fader.push(wave)
+                    if job.remove_silence:  # needs the whole segment (not streamed)
+                        whole.append(final)
+                    elif final.size:
+                        yield segment, _clipped(final), False
+                tail = fader.finish()
+                if job.remove_silence:
+                    joined = np.concatenate([*whole, tail])
+                    tail = remove_long_silences(joined, engine.sample_rate)
+                yield segment, _clipped(tail), True
+        finally:
+            self.batcher.cancel(key)  # what a failed or stopped job left pending
 
     # -- voices ------------------------------------------------------------------
     def voice_create(self, job: VoiceCreateJob) -> dict[str, Any]:
@@ -378,6 +532,11 @@ class JobRunner:
             "versions": package_versions(),
             "gpu": gpu_info(),
         }
+
+
+def _clipped(samples: np.ndarray) -> np.ndarray:
+    """The engine's last step on its audio: clipped to [-1, 1], float32."""
+    return np.clip(samples, -1.0, 1.0).astype(np.float32)
 
 
 def read_env_marker(settings: Settings) -> dict[str, Any]:

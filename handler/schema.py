@@ -111,6 +111,9 @@ class TtsJob(_Job):
     words_per_cue: int = Field(7, ge=1, le=50)
     karaoke: bool = Field(False, description="ASS: highlight each word with {\\k} tags")
     delivery: Literal["auto", "url", "base64"] = "auto"
+    stream: bool = Field(
+        False, description="send the audio in pieces as it is made (F5TTS_STREAMING workers)"
+    )
 
     @field_validator("subtitles", mode="before")
     @classmethod

@@ -59,6 +59,18 @@ ENV_VARS: dict[str, tuple[str, str, str]] = {
         "8",
         "most text chunks in one batched model pass (1 turns batching off)",
     ),
+    "F5TTS_STREAMING": (
+        "streaming",
+        "0",
+        "1: jobs may ask `stream: true` (a generator handler; non-streamed outputs then "
+        "come as a one-element list on /runsync, docs/api.md); 0: outputs as always",
+    ),
+    "F5TTS_MAX_CONCURRENCY": (
+        "max_concurrency",
+        "1",
+        "jobs one worker runs at once; their chunks share model passes (memory arithmetic "
+        "in docs/api.md)",
+    ),
     "F5TTS_ALIGN_MODEL_DIR": (
         "align_model_dir",
         "(whisperx default)",
@@ -155,6 +167,8 @@ class Settings(BaseModel):
     compile_dit: bool = False
     batch_memory_mb: int = Field(6144, ge=64, le=1_000_000)
     batch_max_chunks: int = Field(8, ge=1, le=64)
+    streaming: bool = False
+    max_concurrency: int = Field(1, ge=1, le=64)
     align_model_dir: Path | None = None
     align_language: str = Field("en", pattern=r"^[a-z]{2,3}$")
     align_languages: str = ""

@@ -135,8 +135,9 @@ def from_openai(body: dict[str, Any]) -> dict[str, Any]:
     stream_format = data.pop("stream_format", "audio")
     if stream_format != "audio":
         raise UserError(
-            f"stream_format {shown(stream_format)} is not offered; this worker returns the "
-            "whole file, so drop stream_format or set it to 'audio'"
+            f"stream_format {shown(stream_format)} is not offered; audio comes as one file, or "
+            "in pieces with stream: true on a streaming worker (docs/api.md, Streaming), so "
+            "drop stream_format or set it to 'audio'"
         )
     return data
 

@@ -5,14 +5,33 @@ RunPod again and again, costing money and showing the caller nothing. When the
 failure is one a restart cannot fix (weights missing, bad settings, a package that
 does not import), the worker stays up and answers every job with that sentence.
 Failures a restart may fix (e.g. a GPU that did not initialise) still raise.
+
+What RunPod calls (`Worker.runpod_config`): whether a worker streams is decided by
+the kind of its handler function, not per job (runpod-python: a generator handler's
+every job is streamed, its output the list of what it yielded). So a worker setting
+chooses (F5TTS_STREAMING):
+
+* 0 (default): `serve`, an async function: every output exactly as the job layer
+  returns it; `stream: true` is refused with a sentence naming the setting.
+* 1: `serve_stream`, an async generator with `return_aggregate_stream`: a streamed
+  job yields its pieces, any other job yields its usual output once (so /runsync on
+  such a worker returns `[output]`, the convention of streaming workers).
+
+Both run the job on a thread of the worker's pool (F5TTS_MAX_CONCURRENCY threads,
+the SDK's `concurrency_modifier` lets that many jobs in at once), so the SDK's event
+loop stays free and jobs overlap; RunPod stopping a job cancels its task, which
+cancels the job (JobControl) and leaves the others running.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +41,10 @@ from handler import audio
 from handler.contracts import PreparedReference, SynthesisParams
 from handler.errors import UserError, error_result, is_fatal_device_error, sentence
 from handler.in_use import start_in_use_heartbeat
-from handler.jobs import JobRunner, Models
+from handler.jobs import JobCancelled, JobControl, JobRunner, Models
 from handler.settings import Settings
 from handler.storage import ObjectStore
+from handler.streaming import Emit
 from handler.worker_logging import configure_logging
 
 log = logging.getLogger("handler")
@@ -91,13 +111,30 @@ class Worker:
     def __init__(self, runner: JobRunner | None, startup_error: str | None = None) -> None:
         self.runner = runner
         self.startup_error = startup_error
+        settings = runner.settings if runner is not None else None
+        self.streaming = bool(settings and settings.streaming)
+        self.max_concurrency = settings.max_concurrency if settings is not None else 1
+        self._pool = ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="f5tts-job")
+        self._config: dict[str, Any] = {}
 
-    def handle(self, job: dict[str, Any]) -> dict[str, Any]:
+    def handle(
+        self,
+        job: dict[str, Any],
+        *,
+        control: JobControl | None = None,
+        emit: Emit | None = None,
+    ) -> dict[str, Any]:
+        """One job, on the calling thread: its output, or RunPod's error shape."""
         if self.startup_error or self.runner is None:
             return {"error": self.startup_error or "The worker did not start; see its log."}
         job_id = str(job.get("id") or "local")
         try:
-            return self.runner.run(job_id, job.get("input"), _progress_reporter(job))
+            return self.runner.run(
+                job_id, job.get("input"), _progress_reporter(job), control=control, emit=emit
+            )
+        except JobCancelled:
+            log.info("job %s stopped", job_id)
+            return {"error": "The job was stopped before it finished."}
         except Exception as exc:
             result = error_result(exc)
             if isinstance(exc, UserError):
@@ -105,6 +142,59 @@ class Worker:
             else:
                 log.exception("job %s failed", job_id)
             return result
+
+    # -- what RunPod calls -------------------------------------------------------
+    def runpod_config(self) -> dict[str, Any]:
+        """The argument of runpod.serverless.start."""
+        self._config = {
+            "handler": self.serve_stream if self.streaming else self.serve,
+            "concurrency_modifier": lambda current: self.max_concurrency,
+        }
+        if self.streaming:
+            self._config["return_aggregate_stream"] = True
+        return self._config
+
+    async def serve(self, job: dict[str, Any]) -> dict[str, Any]:
+        """The handler of a worker that does not stream."""
+        control = JobControl()
+        loop = asyncio.get_running_loop()
+        running = loop.run_in_executor(self._pool, partial(self.handle, job, control=control))
+        try:
+            return await running
+        except asyncio.CancelledError:
+            control.cancel()
+            raise
+
+    async def serve_stream(self, job: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """The handler of a streaming worker: a streamed job's pieces as they come, any
+        job's output (or error) last."""
+        control = JobControl()
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[bool, dict[str, Any]]] = asyncio.Queue()
+
+        def put(last: bool, item: dict[str, Any]) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, (last, item))
+            except RuntimeError:  # the loop is gone: the job was stopped
+                control.cancel()
+
+        def work() -> None:
+            put(True, self.handle(job, control=control, emit=partial(put, False)))
+
+        running = loop.run_in_executor(self._pool, work)
+        try:
+            while True:
+                last, item = await queue.get()
+                if last and item.pop("refresh_worker", False):
+                    # A generator's yield cannot ask for a new worker the way a returned
+                    # dict does; the SDK reads this flag of its config after the job.
+                    self._config["refresh_worker"] = True
+                yield item
+                if last:
+                    return
+        finally:
+            if not running.done():
+                control.cancel()
 
 
 def _progress_reporter(job: dict[str, Any]) -> Callable[[int, int], None]:
@@ -154,4 +244,4 @@ def main(factory: ModelFactory = load_models) -> None:
     keep_env_in_use(worker)
     import runpod
 
-    runpod.serverless.start({"handler": worker.handle})
+    runpod.serverless.start(worker.runpod_config())

@@ -64,6 +64,11 @@ def _redact_sdk_logger(env: MutableMapping[str, str]) -> None:
     original = logger_class.log
 
     def log(self, message, message_level="INFO", job_id=None):
+        levels = rp_logger.LOG_LEVELS
+        if self.level == "NOTSET" or (
+            message_level != "TIP" and levels.index(self.level) > levels.index(message_level)
+        ):
+            return None  # not written: a streamed piece's megabyte is not searched for nothing
         return original(self, redact(str(message)), message_level, job_id)
 
     log.redacts = True  # type: ignore[attr-defined]

@@ -39,6 +39,11 @@ FRAMES_PER_SECOND = SAMPLE_RATE / HOP_LENGTH  # 93.75 mel frames per second
 POSITION_TABLE_FRAMES = 8192  # DiT TextEmbedding.precompute_max_pos
 CHUNK_BUDGET_SECONDS = 22.0  # reference + chunk; upstream infer_process plans for 22 s
 CHUNK_BUDGET_FRAMES = int(CHUNK_BUDGET_SECONDS * FRAMES_PER_SECOND)  # 2062
+# Every job's first chunk is short (a few words or a clause) so its first audio comes
+# early: a quarter of what a chunk may hold beside the reference (F5-TTS's socket
+# server makes its first chunk a quarter of a full one's characters).
+FIRST_CHUNK_SHARE = 0.25
+LONGEST_WORD_BYTES = 64  # a longer run without spaces is a script written without them
 SHORT_CHUNK_BYTES = 10  # upstream: chunks under this are spoken at LOCAL_SPEED
 LOCAL_SPEED = 0.3
 # Tokens per UTF-8 byte after convert_char_to_pinyin, at most: Latin text gets one
@@ -69,16 +74,35 @@ class Chunk:
 
 @dataclass(frozen=True)
 class ChunkBudget:
-    """Frames one generation may use; the first chunk may have a smaller budget (a
-    streaming job makes its first chunk short so the first audio comes early)."""
+    """Frames one generation may use; the first chunk may have a smaller budget, so
+    that the first audio of a job comes early (a stream's first piece).
+
+    `first_max_frames` is that budget in frames (reference included); `first_share`
+    (which wins when both are set) asks for it relative to the reference instead:
+    that share of the frames the budget leaves beside the reference, as F5-TTS's
+    socket server does (its first chunk holds a quarter of a full chunk's
+    characters). `plan_chunks` resolves a share into frames
+    (`with_first_share_resolved`), never below what every prefix of the text's first
+    word needs, so a short first chunk never cuts a word."""
 
     max_frames: int = CHUNK_BUDGET_FRAMES
     first_max_frames: int | None = None
+    first_share: float | None = None
 
     def for_chunk(self, index: int) -> int:
         if index == 0 and self.first_max_frames is not None:
             return min(self.first_max_frames, self.max_frames)
         return self.max_frames
+
+    def with_first_share_resolved(self, ref_frames: int, first_word_frames: int) -> ChunkBudget:
+        """This budget with `first_share` turned into `first_max_frames` for a reference
+        of `ref_frames` frames and a text whose first word (or, when that does not fit
+        a chunk, first character) needs `first_word_frames`."""
+        if self.first_share is None:
+            return self
+        share = ref_frames + int(self.first_share * max(0, self.max_frames - ref_frames))
+        first = max(share, first_word_frames)
+        return ChunkBudget(self.max_frames, first_max_frames=first)
 
 
 def utf8_len(text: str) -> int:
@@ -209,6 +233,13 @@ def plan_chunks(
     def frames(start: int, end: int) -> int:
         return estimate_frames(ref_frames, ref_bytes, utf8_len(text[start:end].strip()), speed)
 
+    # Every prefix of the first word must fit the first chunk, or the planner would cut
+    # the word (a shorter text can need more frames: upstream's short-text speed).
+    start, end = _first_word(text)
+    prefixes = [frames(start, k) for k in range(start + 1, end + 1)]
+    first_word = min(budget.max_frames, max(prefixes, default=0))
+    budget = budget.with_first_share_resolved(ref_frames, first_word)
+
     spans: list[tuple[int, int]] = []
 
     def index() -> int:
@@ -247,6 +278,20 @@ def plan_chunks(
     if text.strip():
         pack(0, len(text), 0)
     return [Chunk(text[s:e].strip(), s, e, frames(s, e)) for s, e in _merge_blank(text, spans)]
+
+
+def _first_word(text: str) -> tuple[int, int]:
+    """The span of the text's first word (up to the whitespace after it), or of its
+    first character when the run is longer than any word (a script written without
+    spaces, whose chunks end between characters)."""
+    start = len(text) - len(text.lstrip())
+    if start == len(text):
+        return start, start
+    found = _WORD_END.search(text, start)
+    end = found.start() if found else len(text)
+    if utf8_len(text[start:end]) > LONGEST_WORD_BYTES:
+        end = _cluster_cuts(text, start, len(text))[0]
+    return start, end
 
 
 def _merge_blank(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:

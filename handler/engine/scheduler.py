@@ -9,6 +9,12 @@ the arithmetic is in docs/performance.md). Order is first come, first served: th
 oldest pending chunk always runs in the next batch (alone if it must), later ones
 join it while they fit, so no chunk waits behind a stream of newer ones.
 
+A job's first chunk (index 0) runs in a batch holding no other chunk of the same job
+(it may share one with other jobs' chunks): the first audio of a job is then made by
+the smallest pass that can make it, and a job alone on the worker is batched the
+same way whether it streams or not ([0], then its other chunks in order), so a
+streamed job's audio equals the same job's audio not streamed.
+
 A chunk's audio does not depend on its batch-mates (its noise has its own seed,
 handler/engine/noise.py; padding is masked), so this module decides only speed and
 memory, never what is heard. Pure: no torch. A caller that serves several jobs keeps
@@ -99,7 +105,7 @@ def next_batch(pending: Sequence[ChunkWork], budget: BatchBudget) -> list[ChunkW
     for work in pending[1:]:
         if len(batch) >= budget.max_chunks:
             break
-        if work.sampling != head.sampling:
+        if work.sampling != head.sampling or not _may_join(batch, work):
             continue
         frames = max(longest, work.frames)
         if budget.shape is not None:
@@ -109,6 +115,12 @@ def next_batch(pending: Sequence[ChunkWork], budget: BatchBudget) -> list[ChunkW
         batch.append(work)
         longest = frames
     return batch
+
+
+def _may_join(batch: Sequence[ChunkWork], work: ChunkWork) -> bool:
+    """A job's first chunk shares its batch with no other chunk of that job."""
+    same_job = [w for w in batch if w.job == work.job]
+    return not same_job or (work.index != 0 and all(w.index != 0 for w in same_job))
 
 
 def plan_batches(pending: Sequence[ChunkWork], budget: BatchBudget) -> list[list[ChunkWork]]:

@@ -7,10 +7,15 @@
                                    + vocoder.decode_batch (one Vocos call per batch)
                     ──crossfade──▶ the job's audio (upstream's join, unchanged)
 
-`synthesize` is the `SpeechEngine` protocol (handler/contracts.py). `plan` and
-`run_batch` are its two halves, public so that a caller serving several jobs can put
-their pending chunks into shared batches (scheduler.next_batch). Every model pass
-holds the engine's lock: passes never overlap, whichever thread asks.
+`plan` and `run_batch` are the `SpeechEngine` protocol (handler/contracts.py): the job
+layer plans each job and hands its chunks to the one model thread
+(handler/engine/batcher.py), which puts the pending chunks of every job in flight into
+shared batches (scheduler.next_batch). `synthesize` is both halves for one text
+(warm-up, benchmarks, tests). Every model pass holds the engine's lock: passes never
+overlap, whichever thread asks.
+
+Every plan makes its first chunk short (`chunking.FIRST_CHUNK_SHARE`), so the first
+audio of a job, streamed or not, comes after one short pass.
 
 `preprocess_ref_audio_text` is never called (it caches every reference in module
 globals and leaks a temp file per reference); the job layer hands over a reference
@@ -28,6 +33,7 @@ import numpy as np
 
 from handler.contracts import PreparedReference, ProgressCallback, SynthesisParams
 from handler.engine.chunking import (
+    FIRST_CHUNK_SHARE,
     SAMPLE_RATE,
     ChunkBudget,
     ChunkPlanError,
@@ -44,19 +50,45 @@ from handler.errors import UserError
 log = logging.getLogger(__name__)
 
 
+class Crossfader:
+    """Upstream's join (`infer_batch_process`: a linear cross-fade of `fade_samples`
+    between consecutive chunks) done chunk by chunk: `push` returns the samples that
+    no later chunk can change, holding back the fade tail until the next chunk
+    exists; `finish` returns the tail. Every sample is computed exactly as the whole
+    join computes it, so the increments concatenated equal `crossfade` bit for bit
+    (float64, as numpy promotes the fade)."""
+
+    def __init__(self, fade_samples: int) -> None:
+        self.fade = max(0, int(fade_samples))
+        self.length = 0  # samples of the join so far, held ones included
+        self.tail = np.zeros(0, dtype=np.float64)  # the last min(fade, length) of them
+        self.started = False
+
+    def push(self, wave: np.ndarray) -> np.ndarray:
+        wave = np.asarray(wave).reshape(-1).astype(np.float64)
+        n = min(self.fade, self.length, wave.size) if self.started else 0
+        if n > 0:
+            overlap = self.tail[-n:] * np.linspace(1, 0, n) + wave[:n] * np.linspace(0, 1, n)
+            open_part = np.concatenate([self.tail[:-n], overlap, wave[n:]])
+        else:
+            open_part = np.concatenate([self.tail, wave])
+        self.started = True
+        self.length += wave.size - n
+        hold = min(self.fade, self.length)
+        cut = open_part.size - hold
+        self.tail = open_part[cut:]
+        return open_part[:cut]
+
+    def finish(self) -> np.ndarray:
+        tail, self.tail = self.tail, np.zeros(0, dtype=np.float64)
+        return tail
+
+
 def crossfade(waves: Sequence[np.ndarray], fade_samples: int) -> np.ndarray:
     """Join chunks with a linear cross-fade (the same join as `infer_batch_process`)."""
-    if not waves:
-        return np.zeros(0, dtype=np.float32)
-    out = waves[0]
-    for wave in waves[1:]:
-        n = min(fade_samples, len(out), len(wave))
-        if n <= 0:
-            out = np.concatenate([out, wave])
-            continue
-        overlap = out[-n:] * np.linspace(1, 0, n) + wave[:n] * np.linspace(0, 1, n)
-        out = np.concatenate([out[:-n], overlap, wave[n:]])
-    return out
+    fader = Crossfader(fade_samples)
+    parts = [fader.push(wave) for wave in waves]
+    return np.concatenate([*parts, fader.finish()]) if waves else np.zeros(0, np.float32)
 
 
 def remove_long_silences(wave: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -105,7 +137,7 @@ class F5Engine:
         self.device = device
         self.model_name = model_name
         self.budget = budget or BatchBudget(shape=model_shape(model))
-        self.chunk_budget = chunk_budget or ChunkBudget()
+        self.chunk_budget = chunk_budget or ChunkBudget(first_share=FIRST_CHUNK_SHARE)
         self._lock = threading.Lock()
 
     def plan(
@@ -116,9 +148,12 @@ class F5Engine:
         *,
         job: Hashable = None,
         chunk_budget: ChunkBudget | None = None,
+        short_first: bool = True,
     ) -> list[ChunkWork]:
-        """The chunks of one job, ready for `run_batch` (raises UserError for a
-        reference the model cannot be conditioned on, or nothing to speak)."""
+        """The chunks of one text, ready for `run_batch` (raises UserError for a
+        reference the model cannot be conditioned on, or nothing to speak).
+        `short_first=False` gives the first chunk the full budget (a script's later
+        segments: only a job's first audio needs to come early)."""
         from handler.engine.sampling import prepare_conditioning
 
         samples, rate = read_reference(reference)
@@ -131,6 +166,7 @@ class F5Engine:
         ref_text = model_ref_text(reference.text)
         if rate != SAMPLE_RATE:
             samples = _resample(samples, rate)
+        budget = chunk_budget or self.chunk_budget
         with self._lock:
             conditioning = prepare_conditioning(self.model, samples, ref_text)
         try:
@@ -139,7 +175,7 @@ class F5Engine:
                 ref_text=ref_text,
                 ref_frames=conditioning.ref_frames,
                 speed=params.speed,
-                budget=chunk_budget or self.chunk_budget,
+                budget=budget if short_first else full_first(budget),
             )
         except ChunkPlanError as exc:  # ruled out by reference_problem; kept as a sentence
             raise UserError(f"The text cannot be split to fit the model ({exc})") from None
@@ -196,6 +232,11 @@ class F5Engine:
         if params.remove_silence:
             audio = remove_long_silences(audio, self.sample_rate)
         return np.clip(audio, -1.0, 1.0).astype(np.float32)
+
+
+def full_first(budget: ChunkBudget) -> ChunkBudget:
+    """`budget` without a smaller budget for the first chunk."""
+    return ChunkBudget(budget.max_frames)
 
 
 def _resample(samples: np.ndarray, rate: int) -> np.ndarray:

@@ -83,6 +83,20 @@ class LocalApi:
         assert response.status_code == 200, response.text
         return response.json()
 
+    def run(self, job_input) -> str:
+        """POST /run: the job's id (the local API runs it when /stream or /status asks)."""
+        response = requests.post(
+            f"http://127.0.0.1:{self.port}/run", json={"input": job_input}, timeout=60
+        )
+        assert response.status_code == 200, response.text
+        return response.json()["id"]
+
+    def stream(self, job_id: str) -> dict:
+        """POST /stream/{id}: the local API runs the whole generator, then answers."""
+        response = requests.post(f"http://127.0.0.1:{self.port}/stream/{job_id}", timeout=120)
+        assert response.status_code == 200, response.text
+        return response.json()
+
     def stop(self) -> None:
         self.proc.terminate()
         try:

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from handler.engine.chunking import (
     CHUNK_BUDGET_FRAMES,
+    FIRST_CHUNK_SHARE,
     FRAMES_PER_SECOND,
     MAX_REF_TEXT_BYTES_PER_SECOND,
     POSITION_TABLE_FRAMES,
@@ -112,6 +113,44 @@ def test_a_smaller_first_chunk_budget_holds_for_the_first_chunk_only(text, refer
     room = ref_frames + 2 + estimate_frames(ref_frames, utf8_len(model_ref_text(ref_text)), 4, 0.3)
     budget = ChunkBudget(first_max_frames=min(CHUNK_BUDGET_FRAMES, room + first))
     assert_plan_is_sound(text, ref_text, ref_frames, speed, budget)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=texts, reference=references(), speed=st.floats(0.3, 3.0))
+@example(text="你" * 400, reference=("x" * 30, 1410, 15.05), speed=0.3)
+@example(text="a" * 900, reference=("x" * 1204, 1410, 15.05), speed=3.0)
+def test_the_short_first_chunk_fits_and_never_cuts_its_first_word(text, reference, speed):
+    ref_text, ref_frames, _ = reference
+    budget = ChunkBudget(first_share=FIRST_CHUNK_SHARE)
+    chunks = assert_plan_is_sound(text, ref_text, ref_frames, speed, budget)
+    if not chunks:
+        return
+    share = ref_frames + int(FIRST_CHUNK_SHARE * (CHUNK_BUDGET_FRAMES - ref_frames))
+    word = text.split()[0]
+    ref_bytes = utf8_len(model_ref_text(ref_text))
+    prefixes = [
+        estimate_frames(ref_frames, ref_bytes, utf8_len(word[:k].strip()), speed)
+        for k in range(1, len(word) + 1)
+    ]
+    first = chunks[0]
+    if utf8_len(word) <= 64 and max(prefixes) <= CHUNK_BUDGET_FRAMES:
+        assert first.text.startswith(word)  # the short first chunk ends after a whole word
+        assert first.frames <= max(share, *prefixes)
+
+
+def test_a_long_text_starts_with_a_clause_then_uses_full_chunks():
+    text = (
+        "Once upon a time, in a land far away, there lived a storyteller who talked "
+        "and talked. " * 12
+    )
+    budget = ChunkBudget(first_share=FIRST_CHUNK_SHARE)
+    chunks = assert_plan_is_sound(text, "Some call me nature, others mother nature.", 300, 1.0)
+    short = assert_plan_is_sound(
+        text, "Some call me nature, others mother nature.", 300, 1.0, budget
+    )
+    assert short[0].text == "Once upon a time, in a land far away,"  # its first clauses
+    assert short[0].frames < chunks[0].frames / 2
+    assert max(c.frames for c in short[1:]) > CHUNK_BUDGET_FRAMES * 0.8
 
 
 @pytest.mark.parametrize("seconds", [1.0, 5.0, 12.0, REFERENCE_MAX_SECONDS + REFERENCE_PAD_SECONDS])

@@ -29,17 +29,33 @@ def work(job, index, frames=1000, sampling=NFE16):
     return ChunkWork(job, index, f"chunk {index}", frames, frames, seed, sampling, None)
 
 
-def test_one_jobs_chunks_run_in_order_in_batches_of_at_most_max_chunks():
+def test_one_jobs_chunks_run_in_order_first_alone_then_at_most_max_chunks():
     chunks = [work("a", i) for i in range(10)]
     batches = plan_batches(chunks, BatchBudget(max_chunks=4))
-    assert [[w.index for w in b] for b in batches] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    assert [[w.index for w in b] for b in batches] == [[0], [1, 2, 3, 4], [5, 6, 7, 8], [9]]
+
+
+def test_a_jobs_first_chunk_shares_its_batch_only_with_other_jobs_chunks():
+    pending = [work("a", 0), work("a", 1), work("b", 3), work("c", 0), work("c", 1)]
+    batches = plan_batches(pending, BatchBudget(max_chunks=8))
+    assert [[(w.job, w.index) for w in b] for b in batches] == [
+        [("a", 0), ("b", 3), ("c", 0)],
+        [("a", 1), ("c", 1)],
+    ]
+    # a later chunk at the head takes the first chunk of another job along, not its own
+    later = [work("b", 4), work("a", 0), work("b", 5), work("a", 1)]
+    assert [(w.job, w.index) for w in next_batch(later, BatchBudget())] == [
+        ("b", 4),
+        ("a", 0),
+        ("b", 5),
+    ]
 
 
 def test_the_memory_budget_bounds_the_padded_batch():
     one = batch_memory_bytes(BASE, 1, 2062, 32)
     budget = BatchBudget(memory_bytes=3 * one + 1, max_chunks=8, shape=BASE)
     batches = plan_batches([work("a", i, 2062) for i in range(7)], budget)
-    assert [len(b) for b in batches] == [3, 3, 1]
+    assert [len(b) for b in batches] == [1, 3, 3]
     for batch in batches:
         frames = max(w.frames for w in batch)
         assert batch_memory_bytes(BASE, len(batch), frames, 16) <= budget.memory_bytes
@@ -51,9 +67,9 @@ def test_the_oldest_chunk_runs_even_when_alone_it_is_over_the_budget():
 
 
 def test_chunks_of_several_jobs_share_a_batch_first_come_first_served():
-    pending = [work("a", 0), work("b", 0), work("a", 1), work("c", 0, sampling=NFE32)]
+    pending = [work("a", 1), work("b", 0), work("a", 2), work("c", 0, sampling=NFE32)]
     batch = next_batch(pending, BatchBudget(max_chunks=8))
-    assert [(w.job, w.index) for w in batch] == [("a", 0), ("b", 0), ("a", 1)]
+    assert [(w.job, w.index) for w in batch] == [("a", 1), ("b", 0), ("a", 2)]
     # the job sampled differently runs next, on its own
     assert [[w.job for w in b] for b in plan_batches(pending, BatchBudget())] == [
         ["a", "b", "a"],
@@ -78,6 +94,7 @@ def test_every_chunk_is_planned_exactly_once_within_the_limits(frames, max_chunk
     budget = BatchBudget(memory_mb * 2**20, max_chunks, BASE)
     batches = plan_batches(pending, budget)
     assert sorted(w.index for b in batches for w in b) == list(range(len(frames)))
+    assert [w.index for w in batches[0]] == [0]
     for batch in batches:
         assert 1 <= len(batch) <= max_chunks
         cost = batch_memory_bytes(BASE, len(batch), max(w.frames for w in batch), 16)

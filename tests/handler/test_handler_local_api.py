@@ -165,3 +165,34 @@ def test_worker_logs_hold_no_presigned_url_credential_or_audio(
         ref[100:200],
         inline["output"]["audio"]["base64"][100:200],
     ), log[-3000:]
+
+
+def test_a_streaming_worker_streams_over_run_then_stream_and_wraps_runsync(
+    ffmpeg_bin_dir, tmp_path, reference_wav
+):
+    """RunPod's local API: /run, then /stream/{id} runs the generator and returns every
+    piece (it answers once the job is done, unlike the platform's live stream)."""
+    env = worker_env(ffmpeg_bin_dir, tmp_path / "vol", F5TTS_STREAMING="1")
+    ref = base64.b64encode(reference_wav).decode()
+    job = {"text": "One. Two. Three.", "ref_audio_base64": ref, "ref_text": "R.", "seed": 2}
+    server = LocalApi(env, tmp_path / "worker.log")
+    try:
+        job_id = server.run({**job, "format": "mp3", "stream": True})
+        streamed = server.stream(job_id)
+        whole = server.runsync({**job, "format": "mp3"})
+        refused = server.runsync({**job, "format": "flac", "stream": True})
+    finally:
+        server.stop()
+    assert streamed["status"] == "COMPLETED", streamed
+    pieces = [item["output"] for item in streamed["stream"]]
+    assert [p["seq"] for p in pieces] == list(range(len(pieces))) and len(pieces) > 2
+    assert pieces[-1]["final"] is True and pieces[-1]["result"]["seed"] == 2
+    data = b"".join(base64.b64decode(p["audio"]) for p in pieces)
+    assert data[:2] == b"\xff\xf3"  # MPEG-2 layer III frames from the first byte
+    # /runsync on a streaming worker: a job that does not stream is a one-element list
+    assert whole["status"] == "COMPLETED" and len(whole["output"]) == 1
+    assert whole["output"][0]["audio"]["format"] == "mp3" and whole["output"][0]["seed"] == 2
+    # The local API does not read an error out of a generator's yields (the platform's
+    # job loop does, and fails the job: test_handler_streaming's SDK-loop tests).
+    (error,) = refused["output"]
+    assert set(error) == {"error"} and "flac cannot be streamed" in error["error"].lower()

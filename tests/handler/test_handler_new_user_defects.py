@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import subprocess
 import time
 from pathlib import Path
 
@@ -38,7 +37,7 @@ from handler.jobs import ESTIMATE_SHARE, JobRunner, Models
 from handler.schema import parse_job
 from handler.storage import ObjectStore
 from handler.worker import Worker, build_worker
-from tests.handler.clips import speechlike
+from tests.handler.clips import decoded_pcm16, speechlike
 from tests.handler.doubles import EvenAligner, FixedTranscriber, SineEngine, double_models
 
 MAX_ERROR_CHARS = 600
@@ -81,29 +80,7 @@ FRAME_SAMPLES = {"mp3": 1152, "aac": 1024, "ogg": 960 * 24000 // 48000}
 
 
 def decoded_seconds(data: bytes, fmt: str, rate: int, tmp_path) -> float:
-    if fmt == "pcm":
-        return len(data) / 2 / rate
-    path = tmp_path / f"out.{fmt}"
-    path.write_bytes(data)
-    pcm = subprocess.run(
-        [
-            audio.ffmpeg(),
-            "-v",
-            "error",
-            "-i",
-            str(path),
-            "-f",
-            "s16le",
-            "-ac",
-            "1",
-            "-ar",
-            str(rate),
-            "-",
-        ],
-        capture_output=True,
-        check=True,
-    ).stdout
-    return len(pcm) / 2 / rate
+    return decoded_pcm16(data, fmt, rate).size / rate
 
 
 @pytest.mark.parametrize("fmt", ["wav", "flac", "mp3", "ogg", "aac", "pcm"])

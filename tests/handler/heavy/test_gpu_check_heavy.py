@@ -34,3 +34,6 @@ def test_gpu_check_runs_every_part_on_a_cpu_and_writes_one_json_file(tmp_path):
     assert all(r["rtf"] > 0 for r in result["rtf"])
     assert result["batch"]["chunks"] == 6 and result["batch"]["speedup"] > 0
     assert "compile" not in result
+    first = result["first_audio"]
+    assert 0 < first["first_audio_ms"] < first["total_ms"] and first["pieces"] > 1
+    assert result["concurrency"]["jobs"] == 8 and result["concurrency"]["speedup"] > 0
