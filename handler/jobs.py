@@ -514,6 +514,10 @@ class JobRunner:
             "env": self.env,
             "model": getattr(self.models.engine, "model_name", "unknown"),
             "sample_rate": self.models.engine.sample_rate,
+            # Where it runs and with which attention (flash_attn only when installed on a
+            # GPU that can use it: docs/lockfile.md).
+            "device": getattr(self.models.engine, "device", None),
+            "attention": getattr(self.models.engine, "attention", None),
             "features": {
                 "word_timings": self.models.aligner is not None,
                 "word_timing_languages": list(self.settings.align_language_list),

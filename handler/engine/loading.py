@@ -260,5 +260,10 @@ def load_engine(settings: Any):
     if _setting(settings, "compile_dit", False):
         compile_blocks(model)
     return F5Engine(
-        model, vocoder, device, engine_files.model_name, budget=batch_budget(settings, model)
+        model,
+        vocoder,
+        device,
+        engine_files.model_name,
+        budget=batch_budget(settings, model),
+        attention=arch["attn_backend"],
     )

@@ -127,6 +127,7 @@ class F5Engine:
         *,
         budget: BatchBudget | None = None,
         chunk_budget: ChunkBudget | None = None,
+        attention: str = "torch",
     ) -> None:
         from handler.engine.masking import enable_padding_masks
         from handler.engine.sampling import model_shape
@@ -136,6 +137,7 @@ class F5Engine:
         self.vocoder = vocoder
         self.device = device
         self.model_name = model_name
+        self.attention = attention  # the DiT's attn_backend: torch or flash_attn
         self.budget = budget or BatchBudget(shape=model_shape(model))
         self.chunk_budget = chunk_budget or ChunkBudget(first_share=FIRST_CHUNK_SHARE)
         self._lock = threading.Lock()

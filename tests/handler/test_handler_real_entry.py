@@ -33,6 +33,8 @@ def test_real_worker_with_tiny_f5tts_serves_info_and_tts_to_s3(
         info = server.runsync({"op": "info"})["output"]
         assert info["model"] == tiny.model_name and info["versions"]["f5-tts"]
         assert info["gpu"] is not None  # torch is loaded by then: CUDA facts or name None
+        # On CPU the engine runs PyTorch's attention; flash_attn needs a GPU (api.md).
+        assert (info["device"], info["attention"]) == ("cpu", "torch")
         result = server.runsync(
             {
                 "text": "Hello from the tiny model.",
