@@ -368,7 +368,8 @@ class JobRunner:
         references: dict[VoiceSource, PreparedReference],
         rate: int,
     ) -> None:
-        if not self.delivery.inline(job.delivery):
+        # remove_silence can shorten the audio by any amount: no estimate is a floor then.
+        if not self.delivery.inline(job.delivery) or job.remove_silence:
             return
         seconds = sum(
             script.estimated_seconds(references[s.source], s.text, s.speed) + s.pause_after_s

@@ -222,6 +222,24 @@ def test_an_output_over_the_inline_limit_is_refused_before_synthesis(make_settin
     assert engine.calls == [] and aligner.calls == 0
 
 
+def test_remove_silence_skips_the_early_refusal_since_it_may_shorten_the_audio_to_fit(
+    make_settings, reference_wav
+):
+    engine = SineEngine()
+    runner = JobRunner(make_settings(max_inline_bytes=50_000), Models(engine), None)
+    with pytest.raises(UserError, match="F5TTS_MAX_INLINE_BYTES"):  # after encoding, not before
+        runner.run(
+            "j",
+            {
+                "text": "A long sentence to read aloud. " * 40,
+                "ref_audio_base64": base64.b64encode(reference_wav).decode(),
+                "ref_text": "Reference words here.",
+                "remove_silence": True,
+            },
+        )
+    assert engine.calls  # it synthesized: only the real size can tell
+
+
 def made_by_the_engine(ref_text: str, seconds: float, text: str, speed: float) -> float:
     """Seconds of audio the engine makes at least for `text`: its own chunk plan, each
     chunk asked upstream's duration (CFM only ever raises it), the vocoder's length,
