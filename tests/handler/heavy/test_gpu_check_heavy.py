@@ -35,5 +35,8 @@ def test_gpu_check_runs_every_part_on_a_cpu_and_writes_one_json_file(tmp_path):
     assert result["batch"]["chunks"] == 6 and result["batch"]["speedup"] > 0
     assert "compile" not in result
     first = result["first_audio"]
-    assert 0 < first["first_audio_ms"] < first["total_ms"] and first["pieces"] > 1
+    # Within one streamed run the first piece comes before the stream ends; how it compares
+    # with the separate whole-job run is a figure to report, not to assert (noisy CPUs).
+    assert 0 < first["first_audio_ms"] <= first["streamed_total_ms"] and first["total_ms"] > 0
+    assert first["pieces"] > 1
     assert result["concurrency"]["jobs"] == 8 and result["concurrency"]["speedup"] > 0
